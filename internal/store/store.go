@@ -1,0 +1,101 @@
+// Package store defines what downshift keeps about calls and the Store interface that
+// the SQLite and PostgreSQL implementations satisfy. It holds types and contracts only;
+// implementations live in sub-packages (store/sqlite), and store/storetest is the one
+// conformance suite every implementation must pass.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a call with the asked id does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// Route says which model answered a call.
+type Route string
+
+// Routes. Until workloads are shifted, every call takes RouteReference.
+const (
+	RouteReference Route = "reference"
+	RouteCandidate Route = "candidate"
+	RouteEscalated Route = "escalated"
+)
+
+// Call is one chat-completion request and its response through the gateway, as
+// recorded. Request and Response are JSON: the request as the client sent it, and the
+// response as one chat.completion (a stream is reassembled) or an OpenAI error body.
+type Call struct {
+	ID         string    // time-ordered (ULID), unique
+	StartedAt  time.Time // when the gateway received the request
+	FinishedAt time.Time // when the last byte went to the client
+
+	ClientID    string // who sent it (from the gateway key; empty in open mode)
+	Workload    string // the client's tag, or empty
+	Fingerprint string // template fingerprint of the request (see package workload)
+
+	RequestedModel string // the model the client asked for
+	ServedModel    string // the configured model that answered (after aliases and fallbacks)
+	Backend        string // the backend that answered
+	Route          Route
+	Stream         bool
+
+	Status       int    // HTTP status sent to the client
+	ErrorType    string // OpenAI error type when Status >= 400, else empty
+	ErrorMessage string // the client-visible error message, never a secret
+
+	PromptTokens     int
+	CompletionTokens int
+	CachedTokens     int
+	TokensEstimated  bool // counted with a tokenizer because the upstream sent no usage
+
+	Latency time.Duration // StartedAt to FinishedAt
+	TTFT    time.Duration // time to first byte of the answer (first content chunk for streams)
+	CostUSD float64
+
+	// Simulated is true when the answer was invented by downshift's simulator.
+	Simulated bool
+
+	Request  []byte
+	Response []byte
+}
+
+// Filter selects calls. Zero fields match everything.
+type Filter struct {
+	Workload string
+	Model    string // matches RequestedModel or ServedModel
+	// Status: 0 for any; a code such as 200 or 502; or StatusOK / StatusError.
+	Status  int
+	Since   time.Time // StartedAt >= Since
+	Until   time.Time // StartedAt < Until
+	AfterID string    // ID > AfterID, for following new calls in order
+	// Limit caps the result; 0 means the implementation's default (100).
+	Limit int
+	// Ascending orders by ID ascending (oldest first); the default is newest first.
+	Ascending bool
+	// WithPayloads loads Request and Response; listings usually leave them out.
+	WithPayloads bool
+}
+
+// Status filters for Filter.Status.
+const (
+	StatusOK    = -1 // Status < 400
+	StatusError = -2 // Status >= 400
+)
+
+// Store keeps calls. Implementations are safe for concurrent use.
+type Store interface {
+	// InsertCalls writes calls in one transaction: all or none.
+	InsertCalls(ctx context.Context, calls []Call) error
+	// GetCall returns one call with its payloads, or ErrNotFound.
+	GetCall(ctx context.Context, id string) (Call, error)
+	// ListCalls returns calls matching f.
+	ListCalls(ctx context.Context, f Filter) ([]Call, error)
+	// CountCalls returns how many calls match f (Limit is ignored).
+	CountCalls(ctx context.Context, f Filter) (int, error)
+	// Check reports whether the store can be written now (for /readyz).
+	Check(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
