@@ -26,6 +26,9 @@ const (
 // Call is one chat-completion request and its response through the gateway, as
 // recorded. Request and Response are JSON: the request as the client sent it, and the
 // response as one chat.completion (a stream is reassembled) or an OpenAI error body.
+//
+// Stores keep times and durations to the microsecond (PostgreSQL's resolution) and
+// return times in UTC; an empty Request or Response comes back as nil.
 type Call struct {
 	ID         string    // time-ordered (ULID), unique
 	StartedAt  time.Time // when the gateway received the request
@@ -86,11 +89,13 @@ const (
 
 // Store keeps calls. Implementations are safe for concurrent use.
 type Store interface {
-	// InsertCalls writes calls in one transaction: all or none.
+	// InsertCalls writes calls in one transaction: all or none. A call without an ID, or
+	// with an ID already stored, fails the whole batch.
 	InsertCalls(ctx context.Context, calls []Call) error
 	// GetCall returns one call with its payloads, or ErrNotFound.
 	GetCall(ctx context.Context, id string) (Call, error)
-	// ListCalls returns calls matching f.
+	// ListCalls returns calls matching f. A Status that is neither a code, 0, StatusOK
+	// nor StatusError is an error.
 	ListCalls(ctx context.Context, f Filter) ([]Call, error)
 	// CountCalls returns how many calls match f (Limit is ignored).
 	CountCalls(ctx context.Context, f Filter) (int, error)

@@ -1,0 +1,322 @@
+// Package sqlite is the embedded store: store.Store on one SQLite file, through the
+// pure-Go driver modernc.org/sqlite, so the single binary needs no cgo and no server.
+// It applies its embedded migrations when opened. It is not a general SQL layer: other
+// packages speak store.Store, never SQL, so PostgreSQL can stand in for it.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/downshift-dev/downshift/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// busyTimeout is how long a connection waits for another process's lock (a second
+// downshift, or a CLI reading while the gateway writes) before SQLITE_BUSY.
+const busyTimeout = 5 * time.Second
+
+// DB is a store.Store kept in one SQLite file. It is safe for concurrent use.
+//
+// SQLite admits one writer at a time, so DB holds two pools: a single write connection,
+// which serialises this process's writes in Go instead of in SQLite's busy loop, and a
+// pool of read-only connections that WAL mode lets read while the writer writes.
+type DB struct {
+	write *sql.DB
+	read  *sql.DB
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Open opens or creates the SQLite database at path and migrates it to the current
+// schema. The path is a file name; it must not contain '?'.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	if strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("sqlite: database path %q contains '?'", path)
+	}
+	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeout.Milliseconds())
+
+	// journal_mode is a property of the file; setting it on the writer, which opens
+	// first, puts every later connection in WAL mode too. _txlock=immediate takes the
+	// write lock at BEGIN, so a transaction never fails halfway when another process
+	// holds it but waits for busy_timeout instead.
+	write, err := sql.Open("sqlite", path+"?"+pragmas+
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxIdleTime(0)
+	write.SetConnMaxLifetime(0)
+
+	if err := migrate(ctx, write); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
+	}
+
+	read, err := sql.Open("sqlite", path+"?"+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	if err := read.PingContext(ctx); err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return &DB{write: write, read: read}, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return err
+	}
+	_, err = p.Up(ctx)
+	return err
+}
+
+// Close closes both connection pools.
+func (db *DB) Close() error {
+	return errors.Join(db.read.Close(), db.write.Close())
+}
+
+// Check reports whether the database can be written now: it takes the write lock and
+// lets it go again.
+func (db *DB) Check(ctx context.Context) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: check: %w", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		return fmt.Errorf("sqlite: check: %w", err)
+	}
+	return nil
+}
+
+const callColumns = `id, started_at, finished_at, client_id, workload, fingerprint,
+	requested_model, served_model, backend, route, stream, status, error_type, error_message,
+	prompt_tokens, completion_tokens, cached_tokens, tokens_estimated, latency_us, ttft_us,
+	cost_usd, simulated`
+
+const insertCall = `INSERT INTO calls (` + callColumns + `, request, response)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// InsertCalls writes calls in one transaction: all or none.
+func (db *DB) InsertCalls(ctx context.Context, calls []store.Call) (err error) {
+	if len(calls) == 0 {
+		return nil
+	}
+	for i := range calls {
+		if calls[i].ID == "" {
+			return fmt.Errorf("sqlite: insert calls: call %d has no id", i)
+		}
+	}
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: insert calls: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	stmt, err := tx.PrepareContext(ctx, insertCall)
+	if err != nil {
+		return fmt.Errorf("sqlite: insert calls: %w", err)
+	}
+	defer stmt.Close()
+	for i := range calls {
+		c := &calls[i]
+		_, err = stmt.ExecContext(ctx,
+			c.ID, c.StartedAt.UnixMicro(), c.FinishedAt.UnixMicro(),
+			c.ClientID, c.Workload, c.Fingerprint,
+			c.RequestedModel, c.ServedModel, c.Backend, string(c.Route), c.Stream,
+			c.Status, c.ErrorType, c.ErrorMessage,
+			c.PromptTokens, c.CompletionTokens, c.CachedTokens, c.TokensEstimated,
+			c.Latency.Microseconds(), c.TTFT.Microseconds(), c.CostUSD, c.Simulated,
+			blob(c.Request), blob(c.Response))
+		if err != nil {
+			if isConstraint(err) {
+				return fmt.Errorf("sqlite: insert call %s: %w", c.ID, err)
+			}
+			return fmt.Errorf("sqlite: insert calls: %w", err)
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: insert calls: commit: %w", err)
+	}
+	return nil
+}
+
+// blob keeps a nil payload from being written as NULL; the column is NOT NULL.
+func blob(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
+
+// GetCall returns one call with its payloads, or store.ErrNotFound.
+func (db *DB) GetCall(ctx context.Context, id string) (store.Call, error) {
+	row := db.read.QueryRowContext(ctx,
+		`SELECT `+callColumns+`, request, response FROM calls WHERE id = ?`, id)
+	c, err := scanCall(row.Scan, true)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Call{}, fmt.Errorf("sqlite: call %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Call{}, fmt.Errorf("sqlite: get call %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// DefaultLimit is how many calls ListCalls returns when the filter sets no limit.
+const DefaultLimit = 100
+
+// ListCalls returns calls matching f, newest first unless f.Ascending.
+func (db *DB) ListCalls(ctx context.Context, f store.Filter) ([]store.Call, error) {
+	where, args, err := whereClause(f)
+	if err != nil {
+		return nil, err
+	}
+	cols := callColumns + `, x'', x''`
+	if f.WithPayloads {
+		cols = callColumns + `, request, response`
+	}
+	order := "DESC"
+	if f.Ascending {
+		order = "ASC"
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	q := `SELECT ` + cols + ` FROM calls` + where + ` ORDER BY id ` + order + ` LIMIT ?`
+	rows, err := db.read.QueryContext(ctx, q, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list calls: %w", err)
+	}
+	defer rows.Close()
+	var calls []store.Call
+	for rows.Next() {
+		c, err := scanCall(rows.Scan, f.WithPayloads)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list calls: %w", err)
+		}
+		calls = append(calls, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list calls: %w", err)
+	}
+	return calls, nil
+}
+
+// CountCalls returns how many calls match f; f.Limit is ignored.
+func (db *DB) CountCalls(ctx context.Context, f store.Filter) (int, error) {
+	where, args, err := whereClause(f)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM calls`+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count calls: %w", err)
+	}
+	return n, nil
+}
+
+// whereClause turns f into " WHERE ..." (or "") and its arguments.
+func whereClause(f store.Filter) (string, []any, error) {
+	var conds []string
+	var args []any
+	add := func(cond string, a ...any) {
+		conds = append(conds, cond)
+		args = append(args, a...)
+	}
+	if f.Workload != "" {
+		add("workload = ?", f.Workload)
+	}
+	if f.Model != "" {
+		add("(requested_model = ? OR served_model = ?)", f.Model, f.Model)
+	}
+	switch {
+	case f.Status == 0:
+	case f.Status == store.StatusOK:
+		add("status < 400")
+	case f.Status == store.StatusError:
+		add("status >= 400")
+	case f.Status > 0:
+		add("status = ?", f.Status)
+	default:
+		return "", nil, fmt.Errorf("sqlite: invalid status filter %d", f.Status)
+	}
+	if !f.Since.IsZero() {
+		add("started_at >= ?", f.Since.UnixMicro())
+	}
+	if !f.Until.IsZero() {
+		add("started_at < ?", f.Until.UnixMicro())
+	}
+	if f.AfterID != "" {
+		add("id > ?", f.AfterID)
+	}
+	if len(conds) == 0 {
+		return "", nil, nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args, nil
+}
+
+func scanCall(scan func(dest ...any) error, withPayloads bool) (store.Call, error) {
+	var (
+		c                                store.Call
+		started, finished, latency, ttft int64
+		route                            string
+	)
+	err := scan(&c.ID, &started, &finished, &c.ClientID, &c.Workload, &c.Fingerprint,
+		&c.RequestedModel, &c.ServedModel, &c.Backend, &route, &c.Stream, &c.Status,
+		&c.ErrorType, &c.ErrorMessage, &c.PromptTokens, &c.CompletionTokens, &c.CachedTokens,
+		&c.TokensEstimated, &latency, &ttft, &c.CostUSD, &c.Simulated, &c.Request, &c.Response)
+	if err != nil {
+		return store.Call{}, err
+	}
+	c.StartedAt = time.UnixMicro(started).UTC()
+	c.FinishedAt = time.UnixMicro(finished).UTC()
+	c.Latency = time.Duration(latency) * time.Microsecond
+	c.TTFT = time.Duration(ttft) * time.Microsecond
+	c.Route = store.Route(route)
+	if len(c.Request) == 0 || !withPayloads {
+		c.Request = nil
+	}
+	if len(c.Response) == 0 || !withPayloads {
+		c.Response = nil
+	}
+	return c, nil
+}
