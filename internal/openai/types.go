@@ -81,9 +81,15 @@ type FunctionCall struct {
 type ContentPart struct {
 	Type string `json:"type"`
 	Text string `json:"text,omitempty"`
-	// Other carries the rest of a non-text part (image_url, input_audio, file, ...)
-	// as raw JSON, so that it survives a decode and re-encode.
+	// Other carries the whole object of a non-text part (image_url, input_audio,
+	// file, ...), or of a text part with fields beyond type and text, as raw JSON, so
+	// that it survives a decode and re-encode. Type and Text, when changed, are
+	// written over it.
 	Other json.RawMessage `json:"-"`
+
+	// origType and origText are Type and Text as decoded alongside Other, to tell
+	// whether Other can be written back as it is.
+	origType, origText string
 }
 
 // Content is message content: null, a string, or an array of parts. It re-encodes in
@@ -173,6 +179,9 @@ type ChatCompletionChunk struct {
 	SystemFingerprint string        `json:"system_fingerprint,omitempty"`
 	ServiceTier       string        `json:"service_tier,omitempty"`
 	Simulated         bool          `json:"simulated,omitempty"`
+	// Error is set when an upstream reports an error in the middle of a stream, as
+	// a data event holding {"error": {...}} instead of a chunk.
+	Error *APIError `json:"error,omitempty"`
 }
 
 // ChunkChoice is one choice of a chunk.
