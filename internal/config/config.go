@@ -2,9 +2,16 @@
 // environment overrides, decoded strictly (unknown keys are errors) and validated with
 // messages that name the offending key. Secrets are only ever referenced (api_key_env,
 // api_key_file), never held inline, so a Config can be logged safely.
+//
+// It is not a registry of live state: a Config is a plain value, read once at start-up
+// and passed to the parts that need it. Building backends, stores and loggers from it is
+// the composition root's job (internal/cli), not this package's.
 package config
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // Config is the whole configuration of a downshift server.
 type Config struct {
@@ -15,12 +22,19 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain on SIGTERM/SIGINT. Default 30s.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 
-	Store    Store             `koanf:"store"`
-	Record   Record            `koanf:"record"`
-	Log      Log               `koanf:"log"`
-	Backends []Backend         `koanf:"backends"`
-	Models   []Model           `koanf:"models"`
-	Aliases  map[string]string `koanf:"aliases"`
+	// Store selects where calls are recorded.
+	Store Store `koanf:"store"`
+	// Record tunes the asynchronous recorder.
+	Record Record `koanf:"record"`
+	// Log configures the server's own log.
+	Log Log `koanf:"log"`
+	// Backends are the OpenAI-compatible upstreams, each named once.
+	Backends []Backend `koanf:"backends"`
+	// Models are the models clients may name, each served by one backend.
+	Models []Model `koanf:"models"`
+	// Aliases map a model name a client asks for (gpt-4o) to a configured model's Name.
+	// An alias may not shadow a model's name.
+	Aliases map[string]string `koanf:"aliases"`
 }
 
 // Store selects where calls are kept.
@@ -48,20 +62,29 @@ type Record struct {
 
 // Log configures the server's structured log.
 type Log struct {
-	Level  string `koanf:"level"`  // debug, info (default), warn, error
-	Format string `koanf:"format"` // text (default) or json
+	// Level is debug, info (default), warn or error.
+	Level string `koanf:"level"`
+	// Format is text (default) or json.
+	Format string `koanf:"format"`
 }
 
 // Backend is an OpenAI-compatible upstream (vLLM, NIM, SGLang, llama.cpp, Ollama, OpenAI).
+//
+// Zero durations and sizes mean the documented default; Load fills them in for every
+// entry of the file, so a loaded Config shows the values in effect.
 type Backend struct {
+	// Name identifies the backend in models[].backend; unique.
 	Name string `koanf:"name"`
 	// URL is the base URL including the version path, e.g. http://127.0.0.1:8000/v1.
 	URL string `koanf:"url"`
 	// APIKeyEnv names an environment variable that holds the API key.
 	APIKeyEnv string `koanf:"api_key_env"`
-	// APIKeyFile names a file that holds the API key (trailing whitespace trimmed).
+	// APIKeyFile names a file that holds the API key (surrounding whitespace trimmed).
+	// At most one of APIKeyEnv and APIKeyFile is set; with neither, no key is sent.
 	APIKeyFile string `koanf:"api_key_file"`
-	// Headers are sent with every request to this backend.
+	// Headers are sent with every request to this backend. Headers that carry
+	// credentials (Authorization, api-key, ...) are refused: keys go in APIKeyEnv or
+	// APIKeyFile, so that a Config never holds a secret.
 	Headers map[string]string `koanf:"headers"`
 	// ConnectTimeout bounds dialing. Default 5s.
 	ConnectTimeout time.Duration `koanf:"connect_timeout"`
@@ -78,13 +101,14 @@ type Model struct {
 	Name string `koanf:"name"`
 	// Backend names the Backend that serves it.
 	Backend string `koanf:"backend"`
-	// UpstreamName is the model name sent to the backend. Default: Name.
+	// UpstreamName is the model name sent to the backend. Empty means Name; see Upstream.
 	UpstreamName string `koanf:"upstream_name"`
 	// Role is "reference" (a large model agents use today) or "candidate" (a small model).
 	Role string `koanf:"role"`
 	// ParamsB is the parameter count in billions, for the catalog.
 	ParamsB float64 `koanf:"params_b"`
-	Price   Price   `koanf:"price"`
+	// Price is what the model costs; zero means unknown or free.
+	Price Price `koanf:"price"`
 	// Fallbacks are other model names tried in order on connection errors, 429 and 5xx,
 	// before any byte has reached the client.
 	Fallbacks []string `koanf:"fallbacks"`
@@ -92,8 +116,112 @@ type Model struct {
 
 // Price is what a model costs, in US dollars per million tokens.
 type Price struct {
-	InputPerMTok  float64 `koanf:"input_per_mtok"`
+	// InputPerMTok prices prompt tokens.
+	InputPerMTok float64 `koanf:"input_per_mtok"`
+	// OutputPerMTok prices completion tokens.
 	OutputPerMTok float64 `koanf:"output_per_mtok"`
 	// CachedInputPerMTok prices cached prompt tokens; 0 means the input price.
 	CachedInputPerMTok float64 `koanf:"cached_input_per_mtok"`
+}
+
+// Roles a model can have.
+const (
+	RoleReference = "reference"
+	RoleCandidate = "candidate"
+)
+
+// Store drivers.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Record overflow behaviours.
+const (
+	OverflowBlock = "block"
+	OverflowDrop  = "drop"
+)
+
+// Default returns the configuration used where the file and the environment say nothing:
+// listen on 127.0.0.1:8080, record to the SQLite file downshift.db, no backends, no models.
+func Default() Config {
+	return Config{
+		Listen:          "127.0.0.1:8080",
+		MaxBodyBytes:    8 << 20,
+		ShutdownTimeout: 30 * time.Second,
+		Store:           Store{Driver: DriverSQLite, DSN: "downshift.db"},
+		Record: Record{
+			QueueSize:     10000,
+			BatchSize:     256,
+			FlushInterval: 100 * time.Millisecond,
+			Overflow:      OverflowBlock,
+			BlockTimeout:  50 * time.Millisecond,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// DefaultBackend returns a Backend with the default timeouts and pool size and nothing
+// else set. Load starts every backends[] entry of the file from it.
+func DefaultBackend() Backend {
+	return Backend{
+		ConnectTimeout:  5 * time.Second,
+		ResponseTimeout: 120 * time.Second,
+		MaxIdleConns:    256,
+	}
+}
+
+// ModelByName returns the model called name, ignoring aliases.
+func (c Config) ModelByName(name string) (Model, bool) {
+	for _, m := range c.Models {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Model{}, false
+}
+
+// Resolve returns the model that serves a request naming requested: the model of that
+// name, or the target of the alias of that name. Validate guarantees an alias never
+// shadows a model, so the order of the two lookups does not matter.
+func (c Config) Resolve(requested string) (Model, bool) {
+	if m, ok := c.ModelByName(requested); ok {
+		return m, true
+	}
+	if target, ok := c.Aliases[requested]; ok {
+		return c.ModelByName(target)
+	}
+	return Model{}, false
+}
+
+// BackendByName returns the backend called name.
+func (c Config) BackendByName(name string) (Backend, bool) {
+	for _, b := range c.Backends {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Backend{}, false
+}
+
+// Upstream returns the model name to send to the backend: UpstreamName, or Name when
+// that is empty.
+func (m Model) Upstream() string {
+	if m.UpstreamName != "" {
+		return m.UpstreamName
+	}
+	return m.Name
+}
+
+// SlogLevel returns Level as a slog.Level. Levels Validate rejects map to info.
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }

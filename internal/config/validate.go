@@ -1,0 +1,264 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Validate reports every problem with c at once, as *KeyError values joined with
+// errors.Join, each naming the key at fault. It returns nil for a usable Config.
+func (c Config) Validate() error {
+	v := &validator{}
+	v.server(c)
+	v.store(c.Store)
+	v.record(c.Record)
+	v.log(c.Log)
+	v.backends(c.Backends)
+	v.models(c)
+	v.aliases(c)
+	return errors.Join(v.errs...)
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(key, format string, args ...any) {
+	v.errs = append(v.errs, &KeyError{Key: key, Err: fmt.Errorf(format, args...)})
+}
+
+func (v *validator) positive(key string, n int64) {
+	if n <= 0 {
+		v.add(key, "must be greater than 0")
+	}
+}
+
+func (v *validator) notNegative(key string, n float64) {
+	if n < 0 {
+		v.add(key, "must not be negative")
+	}
+}
+
+func (v *validator) oneOf(key, got string, want ...string) {
+	if !slices.Contains(want, got) {
+		v.add(key, "must be %s, not %q", orList(want), got)
+	}
+}
+
+func orList(want []string) string {
+	q := make([]string, len(want))
+	for i, w := range want {
+		q[i] = strconv.Quote(w)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+func (v *validator) server(c Config) {
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		v.add("listen", "must be host:port (e.g. 127.0.0.1:8080 or :8080), not %q", c.Listen)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		v.add("listen", "port %q must be a number from 0 to 65535", port)
+	} else if strings.ContainsAny(host, " /") {
+		v.add("listen", "host %q is not a host name or IP address", host)
+	}
+	v.positive("max_body_bytes", c.MaxBodyBytes)
+	v.positive("shutdown_timeout", int64(c.ShutdownTimeout))
+}
+
+func (v *validator) store(s Store) {
+	v.oneOf("store.driver", s.Driver, DriverSQLite, DriverPostgres)
+	if s.DSN == "" {
+		v.add("store.dsn", "must be set")
+	} else if s.Driver == DriverPostgres && dsnHasPassword(s.DSN) {
+		// A password here would be printed wherever the Config is; PostgreSQL clients
+		// read it from PGPASSWORD or a passfile instead.
+		v.add("store.dsn", "must not contain a password; use PGPASSWORD or PGPASSFILE")
+	}
+}
+
+// dsnHasPassword reports whether a PostgreSQL DSN, in URL or keyword form, holds a
+// password.
+func dsnHasPassword(dsn string) bool {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return strings.Contains(dsn, "@") // unparseable: assume the worst
+		}
+		_, set := u.User.Password()
+		return set || u.Query().Has("password")
+	}
+	for _, field := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(field, "="); ok && strings.TrimSpace(k) == "password" {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) record(r Record) {
+	v.positive("record.queue_size", int64(r.QueueSize))
+	v.positive("record.batch_size", int64(r.BatchSize))
+	if r.BatchSize > r.QueueSize && r.QueueSize > 0 {
+		v.add("record.batch_size", "must not exceed record.queue_size (%d)", r.QueueSize)
+	}
+	v.positive("record.flush_interval", int64(r.FlushInterval))
+	v.oneOf("record.overflow", r.Overflow, OverflowBlock, OverflowDrop)
+	if r.Overflow == OverflowBlock {
+		v.positive("record.block_timeout", int64(r.BlockTimeout))
+	} else if r.BlockTimeout < 0 {
+		v.add("record.block_timeout", "must not be negative")
+	}
+}
+
+func (v *validator) log(l Log) {
+	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", l.Format, "text", "json")
+}
+
+func (v *validator) backends(bs []Backend) {
+	seen := map[string]int{}
+	for i, b := range bs {
+		key := fmt.Sprintf("backends[%d]", i)
+		switch prev, dup := seen[b.Name]; {
+		case b.Name == "":
+			v.add(key+".name", "must be set")
+		case dup:
+			v.add(key+".name", "duplicate backend name %q (also backends[%d])", b.Name, prev)
+		default:
+			seen[b.Name] = i
+		}
+		if strings.Contains(b.URL, "@") {
+			// Not quoted back: user:password@ is a credential.
+			v.add(key+".url", "must not contain credentials; use api_key_env or api_key_file")
+		} else if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add(key+".url", "must be an absolute http(s) URL, not %q", b.URL)
+		} else if u.Fragment != "" {
+			v.add(key+".url", "must not have a #fragment")
+		}
+		if b.APIKeyEnv != "" && b.APIKeyFile != "" {
+			v.add(key+".api_key_file", "set api_key_env or api_key_file, not both")
+		}
+		if b.APIKeyEnv != "" && !validEnvName(b.APIKeyEnv) {
+			v.add(key+".api_key_env", "%q is not an environment variable name", b.APIKeyEnv)
+		}
+		for _, name := range sortedKeys(b.Headers) {
+			hkey := fmt.Sprintf("%s.headers[%q]", key, name)
+			switch {
+			case !validHeaderName(name):
+				v.add(hkey, "is not a valid HTTP header name")
+			case secretHeader(name):
+				v.add(hkey, "may carry a credential; put the key in api_key_env or api_key_file")
+			case strings.ContainsAny(b.Headers[name], "\r\n\x00"):
+				v.add(hkey, "value must not contain line breaks or NUL")
+			}
+		}
+		v.notNegative(key+".connect_timeout", float64(b.ConnectTimeout))
+		v.notNegative(key+".response_timeout", float64(b.ResponseTimeout))
+		v.notNegative(key+".max_idle_conns", float64(b.MaxIdleConns))
+	}
+}
+
+func validEnvName(s string) bool {
+	for i, r := range s {
+		if r != '_' && (r < 'A' || r > 'Z') && (r < 'a' || r > 'z') && (i == 0 || r < '0' || r > '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// secretHeader reports whether a header of this name is how some API carries a key
+// (Authorization, api-key, x-api-key, x-goog-api-key, x-auth-token, Cookie, ...).
+func secretHeader(name string) bool {
+	n := strings.ToLower(name)
+	for _, s := range []string{"auth", "api-key", "apikey", "api_key", "token", "secret", "password", "cookie"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) models(c Config) {
+	seen := map[string]int{}
+	for i, m := range c.Models {
+		key := fmt.Sprintf("models[%d]", i)
+		switch prev, dup := seen[m.Name]; {
+		case m.Name == "":
+			v.add(key+".name", "must be set")
+		case dup:
+			v.add(key+".name", "duplicate model name %q (also models[%d])", m.Name, prev)
+		default:
+			seen[m.Name] = i
+		}
+		if m.Backend == "" {
+			v.add(key+".backend", "must be set")
+		} else if _, ok := c.BackendByName(m.Backend); !ok {
+			v.add(key+".backend", "unknown backend %q", m.Backend)
+		}
+		v.oneOf(key+".role", m.Role, RoleReference, RoleCandidate)
+		v.notNegative(key+".params_b", m.ParamsB)
+		v.notNegative(key+".price.input_per_mtok", m.Price.InputPerMTok)
+		v.notNegative(key+".price.output_per_mtok", m.Price.OutputPerMTok)
+		v.notNegative(key+".price.cached_input_per_mtok", m.Price.CachedInputPerMTok)
+		for j, f := range m.Fallbacks {
+			fkey := fmt.Sprintf("%s.fallbacks[%d]", key, j)
+			switch {
+			case f == m.Name:
+				v.add(fkey, "a model cannot fall back to itself")
+			case slices.Index(m.Fallbacks, f) < j:
+				v.add(fkey, "%q is listed twice", f)
+			default:
+				if _, ok := c.ModelByName(f); !ok {
+					v.add(fkey, "unknown model %q", f)
+				}
+			}
+		}
+	}
+}
+
+func (v *validator) aliases(c Config) {
+	for _, alias := range sortedKeys(c.Aliases) {
+		key := fmt.Sprintf("aliases[%q]", alias)
+		target := c.Aliases[alias]
+		if alias == "" {
+			v.add(key, "alias must not be empty")
+		}
+		if _, ok := c.ModelByName(alias); ok {
+			v.add(key, "shadows the model of the same name")
+		}
+		if _, ok := c.ModelByName(target); !ok {
+			v.add(key, "unknown model %q", target)
+		}
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
