@@ -1,0 +1,426 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/downshift-dev/downshift/internal/config"
+	"github.com/downshift-dev/downshift/internal/store"
+	"github.com/downshift-dev/downshift/internal/store/sqlite"
+)
+
+// openStore opens the store named by a config's store.driver and store.dsn.
+func openStore(ctx context.Context, driver, dsn string) (store.Store, error) {
+	switch driver {
+	case "", "sqlite":
+		db, err := sqlite.Open(ctx, dsn)
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
+	default:
+		return nil, fmt.Errorf("store driver %q is not supported (this build has: sqlite)", driver)
+	}
+}
+
+// storeFlags are the flags that say which store the calls commands read.
+type storeFlags struct {
+	db     string
+	config string
+}
+
+// open opens the store the flags name: --db, else --config's store section, else
+// downshift.db. It refuses to create a SQLite file that does not exist, since a
+// command that only reads would otherwise leave an empty database behind.
+func (f *storeFlags) open(ctx context.Context) (store.Store, error) {
+	driver, dsn := "sqlite", "downshift.db"
+	switch {
+	case f.db != "":
+		dsn = f.db
+	case f.config != "":
+		cfg, err := config.Load(f.config, os.Environ())
+		if err != nil {
+			return nil, err
+		}
+		driver, dsn = cfg.Store.Driver, cfg.Store.DSN
+	}
+	if driver == "" || driver == "sqlite" {
+		if _, err := os.Stat(dsn); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no database at %s (set --db, or --config with store.dsn)", dsn)
+		}
+	}
+	return openStore(ctx, driver, dsn)
+}
+
+// filterFlags are the flags that select calls.
+type filterFlags struct {
+	workload, model, status, since, until string
+	limit                                 int
+}
+
+func (f *filterFlags) register(cmd *cobra.Command, limit int, withUntil bool) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.workload, "workload", "", "only calls of this workload")
+	fl.StringVar(&f.model, "model", "", "only calls that asked for or were served by this model")
+	fl.StringVar(&f.status, "status", "", "only calls with this status: ok, error, or an HTTP code")
+	fl.StringVar(&f.since, "since", "", "only calls started at or after this: a duration ago (1h) or RFC 3339 time")
+	if withUntil {
+		fl.StringVar(&f.until, "until", "", "only calls started before this: a duration ago (10m) or RFC 3339 time")
+	}
+	fl.IntVar(&f.limit, "limit", limit, "most calls to show")
+}
+
+// filter turns the flags into a store.Filter; now anchors relative times.
+func (f *filterFlags) filter(now time.Time) (store.Filter, error) {
+	out := store.Filter{Workload: f.workload, Model: f.model, Limit: f.limit}
+	if f.limit < 0 {
+		return out, fmt.Errorf("--limit %d: must not be negative", f.limit)
+	}
+	var err error
+	if out.Status, err = parseStatus(f.status); err != nil {
+		return out, err
+	}
+	if out.Since, err = parseTime("since", f.since, now); err != nil {
+		return out, err
+	}
+	if out.Until, err = parseTime("until", f.until, now); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+func parseStatus(s string) (int, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return 0, nil
+	case "ok":
+		return store.StatusOK, nil
+	case "error":
+		return store.StatusError, nil
+	}
+	code, err := strconv.Atoi(s)
+	if err != nil || code < 100 || code > 599 {
+		return 0, fmt.Errorf("--status %q: want ok, error or an HTTP status code", s)
+	}
+	return code, nil
+}
+
+// parseTime reads a duration before now ("90m") or an RFC 3339 time.
+func parseTime(flag, s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("--%s %q: a duration ago must not be negative", flag, s)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--%s %q: want a duration ago (1h) or an RFC 3339 time (2025-06-01T12:00:00Z)", flag, s)
+	}
+	return t, nil
+}
+
+func newCallsCmd() *cobra.Command {
+	var sf storeFlags
+	cmd := &cobra.Command{
+		Use:   "calls",
+		Short: "List, show and follow recorded calls",
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&sf.db, "db", "", "SQLite database file (default: --config's store.dsn, else downshift.db)")
+	pf.StringVarP(&sf.config, "config", "c", "", "YAML config file whose store section names the database")
+	cmd.AddCommand(newCallsListCmd(&sf), newCallsShowCmd(&sf), newCallsFollowCmd(&sf))
+	return cmd
+}
+
+func newCallsListCmd(sf *storeFlags) *cobra.Command {
+	var ff filterFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List recorded calls, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := ff.filter(time.Now())
+			if err != nil {
+				return err
+			}
+			st, err := sf.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return runCallsList(cmd.Context(), st, f, asJSON, cmd.OutOrStdout())
+		},
+	}
+	ff.register(cmd, 100, true)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line instead of a table")
+	return cmd
+}
+
+func runCallsList(ctx context.Context, st store.Store, f store.Filter, asJSON bool, w io.Writer) error {
+	if f.Limit == 0 {
+		return nil
+	}
+	calls, err := st.ListCalls(ctx, f)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSONLines(w, calls)
+	}
+	tw := newCallTable(w)
+	for _, c := range calls {
+		writeCallRow(tw, c)
+	}
+	return tw.Flush()
+}
+
+func newCallsShowCmd(sf *storeFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Print one call, with its request and response, as JSON",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := sf.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return runCallsShow(cmd.Context(), st, args[0], cmd.OutOrStdout())
+		},
+	}
+}
+
+func runCallsShow(ctx context.Context, st store.Store, id string, w io.Writer) error {
+	c, err := st.GetCall(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no call with id %q", id)
+	}
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(newCallView(c), "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+func newCallsFollowCmd(sf *storeFlags) *cobra.Command {
+	var ff filterFlags
+	var asJSON bool
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "follow",
+		Short: "Print the latest calls, then new calls as they are recorded, until interrupted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := ff.filter(time.Now())
+			if err != nil {
+				return err
+			}
+			if interval <= 0 {
+				return fmt.Errorf("--interval %v: must be positive", interval)
+			}
+			st, err := sf.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return runCallsFollow(cmd.Context(), st, f, interval, asJSON, cmd.OutOrStdout())
+		},
+	}
+	ff.register(cmd, 10, false)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line instead of a table")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "how often to look for new calls")
+	return cmd
+}
+
+// followPage is how many new calls one poll reads at a time.
+const followPage = 500
+
+// runCallsFollow prints the f.Limit latest calls matching f, oldest first, then every
+// new one as it appears, until ctx ends (which is not an error).
+func runCallsFollow(ctx context.Context, st store.Store, f store.Filter, interval time.Duration, asJSON bool, w io.Writer) error {
+	// Start from the newest call, shown or not, so that only new calls follow.
+	backlog := f
+	backlog.Limit = max(f.Limit, 1)
+	backlog.Ascending = false
+	calls, err := st.ListCalls(ctx, backlog)
+	if err != nil {
+		return ignoreCanceled(ctx, err)
+	}
+	var after string
+	if len(calls) > 0 {
+		after = calls[0].ID
+	}
+	calls = calls[:min(len(calls), f.Limit)]
+	slices.Reverse(calls)
+
+	var tw *tabwriter.Writer
+	show := func(calls []store.Call) error {
+		if asJSON {
+			return writeJSONLines(w, calls)
+		}
+		if tw == nil {
+			tw = newCallTable(w)
+		}
+		for _, c := range calls {
+			writeCallRow(tw, c)
+		}
+		return tw.Flush()
+	}
+	if err := show(calls); err != nil {
+		return err
+	}
+
+	next := f
+	next.Ascending = true
+	next.Limit = followPage
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		for {
+			next.AfterID = after
+			calls, err := st.ListCalls(ctx, next)
+			if err != nil {
+				return ignoreCanceled(ctx, err)
+			}
+			if len(calls) == 0 {
+				break
+			}
+			if err := show(calls); err != nil {
+				return err
+			}
+			after = calls[len(calls)-1].ID
+			if len(calls) < followPage {
+				break
+			}
+		}
+	}
+}
+
+// ignoreCanceled turns an error caused by the end of ctx into nil: following ends there.
+func ignoreCanceled(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func newCallTable(w io.Writer) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTIME\tWORKLOAD\tMODEL\tSTATUS\tTOKENS IN/OUT\tLATENCY MS\tCOST $")
+	return tw
+}
+
+func writeCallRow(w io.Writer, c store.Call) {
+	model := c.RequestedModel
+	if c.ServedModel != "" && c.ServedModel != c.RequestedModel {
+		model += "→" + c.ServedModel
+	}
+	tokens := fmt.Sprintf("%d/%d", c.PromptTokens, c.CompletionTokens)
+	if c.TokensEstimated {
+		tokens = "~" + tokens
+	}
+	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%.6f\n",
+		c.ID, c.StartedAt.UTC().Format("2006-01-02T15:04:05Z"), orDash(c.Workload), orDash(model),
+		c.Status, tokens, c.Latency.Milliseconds(), c.CostUSD)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func writeJSONLines(w io.Writer, calls []store.Call) error {
+	enc := json.NewEncoder(w)
+	for _, c := range calls {
+		if err := enc.Encode(newCallView(c)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// callView is a call as the CLI prints it in JSON: durations in milliseconds and the
+// payloads embedded as JSON rather than base64.
+type callView struct {
+	ID               string          `json:"id"`
+	StartedAt        time.Time       `json:"started_at"`
+	FinishedAt       time.Time       `json:"finished_at"`
+	ClientID         string          `json:"client_id,omitempty"`
+	Workload         string          `json:"workload,omitempty"`
+	Fingerprint      string          `json:"fingerprint,omitempty"`
+	RequestedModel   string          `json:"requested_model"`
+	ServedModel      string          `json:"served_model"`
+	Backend          string          `json:"backend"`
+	Route            store.Route     `json:"route"`
+	Stream           bool            `json:"stream"`
+	Status           int             `json:"status"`
+	ErrorType        string          `json:"error_type,omitempty"`
+	ErrorMessage     string          `json:"error_message,omitempty"`
+	PromptTokens     int             `json:"prompt_tokens"`
+	CompletionTokens int             `json:"completion_tokens"`
+	CachedTokens     int             `json:"cached_tokens"`
+	TokensEstimated  bool            `json:"tokens_estimated"`
+	LatencyMS        float64         `json:"latency_ms"`
+	TTFTMS           float64         `json:"ttft_ms"`
+	CostUSD          float64         `json:"cost_usd"`
+	Simulated        bool            `json:"simulated"`
+	Request          json.RawMessage `json:"request,omitempty"`
+	Response         json.RawMessage `json:"response,omitempty"`
+}
+
+func newCallView(c store.Call) callView {
+	return callView{
+		ID: c.ID, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt,
+		ClientID: c.ClientID, Workload: c.Workload, Fingerprint: c.Fingerprint,
+		RequestedModel: c.RequestedModel, ServedModel: c.ServedModel, Backend: c.Backend,
+		Route: c.Route, Stream: c.Stream, Status: c.Status,
+		ErrorType: c.ErrorType, ErrorMessage: c.ErrorMessage,
+		PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens,
+		CachedTokens: c.CachedTokens, TokensEstimated: c.TokensEstimated,
+		LatencyMS: ms(c.Latency), TTFTMS: ms(c.TTFT), CostUSD: c.CostUSD, Simulated: c.Simulated,
+		Request: payload(c.Request), Response: payload(c.Response),
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// payload embeds b as JSON when it is JSON, and as a JSON string when it is not (a
+// truncated or encrypted body), so that printing never fails.
+func payload(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}
