@@ -61,33 +61,28 @@ type textPart struct {
 // UnmarshalJSON decodes one content part. A part that holds anything other than
 // "type" and "text" keeps its whole object in Other.
 func (p *ContentPart) UnmarshalJSON(data []byte) error {
-	data = bytes.TrimSpace(data)
 	*p = ContentPart{}
-	if len(data) == 0 || data[0] != '{' {
-		return fmt.Errorf("openai: content part must be an object, not %s", jsonKind(data))
+	if !json.Valid(data) {
+		return errors.New("openai: content part is not valid JSON")
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
-		return err
-	}
-	rawType, ok := fields["type"]
-	if !ok {
-		return errors.New("openai: content part has no type")
-	}
-	if err := json.Unmarshal(rawType, &p.Type); err != nil {
-		return fmt.Errorf("openai: content part type: %w", err)
-	}
-	if rawText, ok := fields["text"]; ok && p.Type == "text" {
-		if err := json.Unmarshal(rawText, &p.Text); err != nil {
-			return fmt.Errorf("openai: text part text: %w", err)
-		}
-	}
-	plainText := p.Type == "text" && len(fields) <= 2
-	if !plainText {
-		p.Other = bytes.Clone(data)
-		p.origType, p.origText = p.Type, p.Text
+	if err := decodePart(bytes.TrimSpace(data), "content part", p); err != nil {
+		return fmt.Errorf("openai: %w", err)
 	}
 	return nil
+}
+
+// isPlainText reports whether a part is a text part with no other fields, the one
+// kind of part decoded wholly into ContentPart's fields.
+func isPlainText(typ string, fields []member) bool {
+	if typ != "text" {
+		return false
+	}
+	for _, f := range fields {
+		if f.key != "type" && f.key != "text" {
+			return false
+		}
+	}
+	return true
 }
 
 // MarshalJSON encodes a part. A part decoded with Other is written back verbatim

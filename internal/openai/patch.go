@@ -188,6 +188,38 @@ func splitObject(b []byte) ([]member, bool) {
 	}
 }
 
+// splitArray splits valid JSON into the elements of its top-level array. It reports
+// false when the value is not an array.
+func splitArray(b []byte) ([][]byte, bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return nil, false
+	}
+	i++
+	var elems [][]byte
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return nil, false
+		}
+		switch b[i] {
+		case ']':
+			if elems == nil {
+				elems = [][]byte{}
+			}
+			return elems, true
+		case ',':
+			i = skipSpace(b, i+1)
+		}
+		end := skipValue(b, i)
+		if end <= i {
+			return nil, false
+		}
+		elems = append(elems, b[i:end])
+		i = end
+	}
+}
+
 // unquoteKey unescapes a quoted key; keys without escapes cost one string copy.
 func unquoteKey(raw []byte) (string, bool) {
 	if len(raw) < 2 {

@@ -42,32 +42,41 @@ var validRoles = map[string]bool{
 // missing or of the wrong type, when a message is not an object or has no valid role,
 // or when stream, stream_options, tools or another known field has the wrong type.
 // Unknown top-level fields are allowed and ignored; null counts as absent for every
-// optional field.
+// optional field. Keys match exactly, as OpenAI matches them ("Model" is not
+// "model"), and a repeated key counts with its last value. The result shares no
+// memory with body.
+//
+// The body is validated once; objects and arrays are then split in place rather than
+// decoded again at every level, which keeps a 20 KB agent request near the cost of
+// one validation pass.
 func DecodeChatRequest(body []byte) (*ChatRequest, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+	if !json.Valid(body) {
+		return nil, &RequestError{Message: MessageParseBody}
+	}
+	top, ok := splitObject(body)
+	if !ok {
 		return nil, &RequestError{Message: MessageParseBody}
 	}
 	req := &ChatRequest{}
 
-	rawModel, ok := top["model"]
+	rawModel, ok := lookup(top, "model")
 	if !ok {
 		return nil, &RequestError{Param: "model", Message: "you must provide a model parameter"}
 	}
-	if err := decodeField(rawModel, "model", &req.Model); err != nil {
+	if err := decodeString(rawModel, "model", &req.Model); err != nil {
 		return nil, err
 	}
 	if req.Model == "" {
 		return nil, emptyError("model", "a string with minimum length 1", "an empty string")
 	}
 
-	rawMessages, ok := top["messages"]
+	rawMessages, ok := lookup(top, "messages")
 	if !ok {
 		return nil, missingError("messages")
 	}
-	var msgs []json.RawMessage
-	if err := decodeField(rawMessages, "messages", &msgs); err != nil {
-		return nil, err
+	msgs, ok := splitArray(rawMessages)
+	if !ok {
+		return nil, typeError("messages", "an array", rawMessages)
 	}
 	if len(msgs) == 0 {
 		return nil, emptyError("messages", "an array with minimum length 1", "an empty array")
@@ -79,57 +88,62 @@ func DecodeChatRequest(body []byte) (*ChatRequest, error) {
 		}
 	}
 
-	if err := decodeOptional(top, "stream", &req.Stream); err != nil {
-		return nil, err
+	if raw, ok := lookup(top, "stream"); ok && !isNull(raw) {
+		switch string(raw) {
+		case "true":
+			req.Stream = true
+		case "false":
+		default:
+			return nil, typeError("stream", "a boolean", raw)
+		}
 	}
 	if err := decodeOptional(top, "stream_options", &req.StreamOptions); err != nil {
 		return nil, err
 	}
-	if raw, ok := top["tools"]; ok && !isNull(raw) {
+	if raw, ok := lookup(top, "tools"); ok && !isNull(raw) {
 		if err := decodeTools(raw, &req.Tools); err != nil {
 			return nil, err
 		}
 	}
-	if raw, ok := top["tool_choice"]; ok && !isNull(raw) {
-		req.ToolChoice = raw
+	if raw, ok := lookup(top, "tool_choice"); ok && !isNull(raw) {
+		req.ToolChoice = bytes.Clone(raw)
 	}
 	if err := decodeOptional(top, "response_format", &req.ResponseFormat); err != nil {
 		return nil, err
 	}
-	if raw, ok := top["metadata"]; ok && !isNull(raw) {
-		var fields map[string]json.RawMessage
-		if err := decodeField(raw, "metadata", &fields); err != nil {
-			return nil, err
+	if raw, ok := lookup(top, "metadata"); ok && !isNull(raw) {
+		fields, ok := splitObject(raw)
+		if !ok {
+			return nil, typeError("metadata", "an object", raw)
 		}
 		req.Metadata = make(map[string]string, len(fields))
-		for k, v := range fields {
-			var s string
-			if err := decodeField(v, "metadata."+k, &s); err != nil {
+		for _, f := range fields {
+			var v string
+			if err := decodeString(f.value, "metadata."+f.key, &v); err != nil {
 				return nil, err
 			}
-			req.Metadata[k] = s
+			req.Metadata[f.key] = v
 		}
 	}
-	if err := decodeOptional(top, "user", &req.User); err != nil {
-		return nil, err
+	if raw, ok := lookup(top, "user"); ok && !isNull(raw) {
+		if err := decodeString(raw, "user", &req.User); err != nil {
+			return nil, err
+		}
 	}
 	return req, nil
 }
 
 // decodeMessage decodes one message, naming the failing parameter under prefix.
-func decodeMessage(raw json.RawMessage, prefix string, m *Message) error {
-	if firstByte(raw) != '{' {
+func decodeMessage(raw []byte, prefix string, m *Message) error {
+	fields, ok := splitObject(raw)
+	if !ok {
 		return typeError(prefix, "an object", raw)
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return typeError(prefix, "an object", raw)
-	}
-	rawRole, ok := fields["role"]
+	rawRole, ok := lookup(fields, "role")
 	if !ok {
 		return missingError(prefix + ".role")
 	}
-	if err := decodeField(rawRole, prefix+".role", &m.Role); err != nil {
+	if err := decodeString(rawRole, prefix+".role", &m.Role); err != nil {
 		return err
 	}
 	if !validRoles[m.Role] {
@@ -137,18 +151,20 @@ func decodeMessage(raw json.RawMessage, prefix string, m *Message) error {
 			"are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.", quoteParam(m.Role))}
 	}
 	m.Content = Content{IsNull: true}
-	if raw, ok := fields["content"]; ok {
+	if raw, ok := lookup(fields, "content"); ok {
 		if err := decodeContent(raw, prefix+".content", &m.Content); err != nil {
 			return err
 		}
 	}
-	if err := decodeOptional(fields, "name", &m.Name, prefix); err != nil {
-		return err
-	}
-	if raw, ok := fields["tool_calls"]; ok && !isNull(raw) {
-		var calls []json.RawMessage
-		if err := decodeField(raw, prefix+".tool_calls", &calls); err != nil {
+	if raw, ok := lookup(fields, "name"); ok && !isNull(raw) {
+		if err := decodeString(raw, prefix+".name", &m.Name); err != nil {
 			return err
+		}
+	}
+	if raw, ok := lookup(fields, "tool_calls"); ok && !isNull(raw) {
+		calls, ok := splitArray(raw)
+		if !ok {
+			return typeError(prefix+".tool_calls", "an array", raw)
 		}
 		m.ToolCalls = make([]ToolCall, len(calls))
 		for j, c := range calls {
@@ -157,50 +173,36 @@ func decodeMessage(raw json.RawMessage, prefix string, m *Message) error {
 			}
 		}
 	}
-	if err := decodeOptional(fields, "tool_call_id", &m.ToolCallID, prefix); err != nil {
-		return err
+	if raw, ok := lookup(fields, "tool_call_id"); ok && !isNull(raw) {
+		if err := decodeString(raw, prefix+".tool_call_id", &m.ToolCallID); err != nil {
+			return err
+		}
 	}
-	return decodeOptional(fields, "refusal", &m.Refusal, prefix)
+	if raw, ok := lookup(fields, "refusal"); ok && !isNull(raw) {
+		var r string
+		if err := decodeString(raw, prefix+".refusal", &r); err != nil {
+			return err
+		}
+		m.Refusal = &r
+	}
+	return nil
 }
 
 // decodeContent decodes message content, naming the part at fault.
-func decodeContent(raw json.RawMessage, param string, c *Content) error {
+func decodeContent(raw []byte, param string, c *Content) error {
 	switch firstByte(raw) {
-	case 'n', '"':
-		if err := c.UnmarshalJSON(raw); err == nil {
-			return nil
-		}
+	case 'n':
+		*c = Content{IsNull: true}
+		return nil
+	case '"':
+		*c = Content{}
+		return decodeString(raw, param, &c.Text)
 	case '[':
-		var parts []json.RawMessage
-		if err := json.Unmarshal(raw, &parts); err != nil {
-			break
-		}
+		parts, _ := splitArray(raw)
 		*c = Content{IsParts: true, Parts: make([]ContentPart, len(parts))}
 		for j, part := range parts {
-			pp := param + "[" + strconv.Itoa(j) + "]"
-			if firstByte(part) != '{' {
-				return typeError(pp, "an object", part)
-			}
-			var fields map[string]json.RawMessage
-			if err := json.Unmarshal(part, &fields); err != nil {
-				return typeError(pp, "an object", part)
-			}
-			rawType, ok := fields["type"]
-			if !ok {
-				return missingError(pp + ".type")
-			}
-			var typ string
-			if err := decodeField(rawType, pp+".type", &typ); err != nil {
+			if err := decodePart(part, param+"["+strconv.Itoa(j)+"]", &c.Parts[j]); err != nil {
 				return err
-			}
-			if rawText, ok := fields["text"]; ok && typ == "text" {
-				var text string
-				if err := decodeField(rawText, pp+".text", &text); err != nil {
-					return err
-				}
-			}
-			if err := c.Parts[j].UnmarshalJSON(part); err != nil {
-				return &RequestError{Param: pp, Message: fmt.Sprintf("Invalid value for '%s'.", pp)}
 			}
 		}
 		return nil
@@ -209,63 +211,85 @@ func decodeContent(raw json.RawMessage, param string, c *Content) error {
 		"or array of objects, but got %s instead.", param, jsonKind(raw))}
 }
 
-// decodeTools decodes the tools field, checking that each function tool has a name.
-func decodeTools(raw json.RawMessage, tools *[]Tool) error {
-	var items []json.RawMessage
-	if err := decodeField(raw, "tools", &items); err != nil {
+// decodePart decodes one content part the way ContentPart.UnmarshalJSON does, naming
+// the parameter at fault.
+func decodePart(raw []byte, param string, p *ContentPart) error {
+	fields, ok := splitObject(raw)
+	if !ok {
+		return typeError(param, "an object", raw)
+	}
+	rawType, ok := lookup(fields, "type")
+	if !ok {
+		return missingError(param + ".type")
+	}
+	if err := decodeString(rawType, param+".type", &p.Type); err != nil {
 		return err
+	}
+	if rawText, ok := lookup(fields, "text"); ok && p.Type == "text" {
+		if err := decodeString(rawText, param+".text", &p.Text); err != nil {
+			return err
+		}
+	}
+	if !isPlainText(p.Type, fields) {
+		p.Other = bytes.Clone(raw)
+		p.origType, p.origText = p.Type, p.Text
+	}
+	return nil
+}
+
+// decodeTools decodes the tools field, checking that each function tool has a name.
+func decodeTools(raw []byte, tools *[]Tool) error {
+	items, ok := splitArray(raw)
+	if !ok {
+		return typeError("tools", "an array", raw)
 	}
 	*tools = make([]Tool, len(items))
 	for i, item := range items {
 		prefix := "tools[" + strconv.Itoa(i) + "]"
-		if firstByte(item) != '{' {
-			return typeError(prefix, "an object", item)
-		}
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(item, &fields); err != nil {
+		fields, ok := splitObject(item)
+		if !ok {
 			return typeError(prefix, "an object", item)
 		}
 		t := &(*tools)[i]
-		rawType, ok := fields["type"]
+		rawType, ok := lookup(fields, "type")
 		if !ok {
 			return missingError(prefix + ".type")
 		}
-		if err := decodeField(rawType, prefix+".type", &t.Type); err != nil {
+		if err := decodeString(rawType, prefix+".type", &t.Type); err != nil {
 			return err
 		}
 		if t.Type != "function" {
 			continue // other tool kinds (custom, ...) pass through unread
 		}
-		rawFn, ok := fields["function"]
-		if !ok || isNull(rawFn) {
-			return missingError(prefix + ".function")
-		}
-		if firstByte(rawFn) != '{' {
-			return typeError(prefix+".function", "an object", rawFn)
-		}
-		var fn map[string]json.RawMessage
-		if err := json.Unmarshal(rawFn, &fn); err != nil {
-			return typeError(prefix+".function", "an object", rawFn)
-		}
 		fp := prefix + ".function"
-		rawName, ok := fn["name"]
+		rawFn, ok := lookup(fields, "function")
+		if !ok || isNull(rawFn) {
+			return missingError(fp)
+		}
+		fn, ok := splitObject(rawFn)
+		if !ok {
+			return typeError(fp, "an object", rawFn)
+		}
+		rawName, ok := lookup(fn, "name")
 		if !ok {
 			return missingError(fp + ".name")
 		}
-		if err := decodeField(rawName, fp+".name", &t.Function.Name); err != nil {
+		if err := decodeString(rawName, fp+".name", &t.Function.Name); err != nil {
 			return err
 		}
 		if t.Function.Name == "" {
 			return emptyError(fp+".name", "a string with minimum length 1", "an empty string")
 		}
-		if err := decodeOptional(fn, "description", &t.Function.Description, fp); err != nil {
-			return err
+		if raw, ok := lookup(fn, "description"); ok && !isNull(raw) {
+			if err := decodeString(raw, fp+".description", &t.Function.Description); err != nil {
+				return err
+			}
 		}
-		if raw, ok := fn["parameters"]; ok && !isNull(raw) {
+		if raw, ok := lookup(fn, "parameters"); ok && !isNull(raw) {
 			if firstByte(raw) != '{' {
 				return typeError(fp+".parameters", "an object", raw)
 			}
-			t.Function.Parameters = raw
+			t.Function.Parameters = bytes.Clone(raw)
 		}
 		if err := decodeOptional(fn, "strict", &t.Function.Strict, fp); err != nil {
 			return err
@@ -274,10 +298,34 @@ func decodeTools(raw json.RawMessage, tools *[]Tool) error {
 	return nil
 }
 
-// decodeOptional decodes fields[key] into dst when present and not null. The
+// lookup returns the value of key among an object's members; the last one wins
+// when the key repeats, as with encoding/json.
+func lookup(members []member, key string) ([]byte, bool) {
+	for i := len(members) - 1; i >= 0; i-- {
+		if members[i].key == key {
+			return members[i].value, true
+		}
+	}
+	return nil, false
+}
+
+// decodeString decodes a JSON string; strings without escapes are copied without
+// a second pass of encoding/json.
+func decodeString(raw []byte, param string, dst *string) error {
+	if firstByte(raw) != '"' {
+		return typeError(param, "a string", raw)
+	}
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		*dst = string(inner)
+		return nil
+	}
+	return decodeField(raw, param, dst)
+}
+
+// decodeOptional decodes the value of key into dst when present and not null. The
 // parameter is named key, under prefix[0] when given.
-func decodeOptional(fields map[string]json.RawMessage, key string, dst any, prefix ...string) error {
-	raw, ok := fields[key]
+func decodeOptional(fields []member, key string, dst any, prefix ...string) error {
+	raw, ok := lookup(fields, key)
 	if !ok || isNull(raw) {
 		return nil
 	}
