@@ -1,0 +1,165 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/downshift-dev/downshift/internal/openai"
+)
+
+// reply is the answer the server is about to send.
+type reply struct {
+	id            string
+	model         string // the model field: the name the client asked for
+	msg           openai.Message
+	finish        string
+	usage         openai.Usage
+	simulated     bool
+	replayedModel string // whose recorded answer this is; empty when invented
+}
+
+// chatOptions are request fields that openai.ChatRequest does not model.
+type chatOptions struct {
+	ParallelToolCalls *bool `json:"parallel_tool_calls"`
+}
+
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	req, err := openai.DecodeChatRequest(body)
+	if err != nil {
+		var re *openai.RequestError
+		if errors.As(err, &re) {
+			return &apiError{status: http.StatusBadRequest, typ: openai.TypeInvalidRequest, param: re.Param, msg: re.Message}
+		}
+		return err
+	}
+	var extra chatOptions
+	_ = json.Unmarshal(body, &extra) // a mistyped optional field just keeps its default
+	parallel := extra.ParallelToolCalls == nil || *extra.ParallelToolCalls
+
+	f := s.drawFault()
+	if f != faultNone && f != faultCut {
+		s.log.Debug("sim: fault", "fault", f, "model", req.Model)
+		return s.injectFault(w, r, f)
+	}
+	rep, err := s.reply(req, parallel)
+	if err != nil {
+		return err
+	}
+	s.log.Debug("sim: answer", "model", req.Model, "replayed", rep.replayedModel, "simulated", rep.simulated,
+		"stream", req.Stream, "cut", f == faultCut)
+
+	h := w.Header()
+	if rep.simulated {
+		h.Set(HeaderSimulated, "true")
+	} else {
+		h.Set(HeaderReplayed, "true")
+		h.Set(HeaderReplayedModel, rep.replayedModel)
+	}
+	if f == faultCut {
+		h.Set(HeaderFault, f.String())
+		h.Set(HeaderSimulated, "true")
+	}
+	if req.Stream {
+		return s.stream(w, r, req, rep, f == faultCut)
+	}
+	return s.complete(w, r, rep, f == faultCut)
+}
+
+// reply finds or invents the answer to req.
+func (s *Server) reply(req *openai.ChatRequest, parallel bool) (*reply, error) {
+	rep := &reply{id: s.newID("chatcmpl-sim-"), model: req.Model}
+	if s.opts.Mode != ModeSynthetic {
+		if rec := s.replay.lookup(req.Messages); rec != nil {
+			model := req.Model
+			if m, ok := s.models[model]; ok {
+				model = m
+			}
+			a, i := rec.answer(model)
+			rep.msg, rep.finish, rep.replayedModel = a.Message, a.FinishReason, a.Model
+			rep.usage = rec.usage(s, i)
+			return rep, nil
+		}
+		if s.opts.Unknown != UnknownSynthetic {
+			return nil, &apiError{status: http.StatusNotFound, typ: openai.TypeInvalidRequest, code: CodeNoRecordedAnswer,
+				msg: "no recorded answer for this conversation (the simulator replays recorded calls only; " +
+					"run it with unknown=synthetic to invent answers)"}
+		}
+	}
+	msg, finish, err := s.invent(req, parallel)
+	if err != nil {
+		return nil, err
+	}
+	rep.msg, rep.finish, rep.simulated = msg, finish, true
+	rep.usage = makeUsage(s.counter.Prompt(req), s.completionTokens(msg))
+	return rep, nil
+}
+
+// complete writes a non-streamed chat.completion after the modelled latency.
+func (s *Server) complete(w http.ResponseWriter, r *http.Request, rep *reply, cut bool) error {
+	delay := s.jitter(s.opts.Latency.TTFT)
+	if tps := s.opts.Latency.TokensPerSecond; tps > 0 {
+		delay += s.jitter(time.Duration(float64(rep.usage.CompletionTokens) / tps * float64(time.Second)))
+	}
+	if err := s.sleep(r.Context(), delay); err != nil {
+		return errHandled // the client is gone
+	}
+	usage := rep.usage
+	body, err := marshal(openai.ChatCompletion{
+		ID:      rep.id,
+		Object:  "chat.completion",
+		Created: s.now().Unix(),
+		Model:   rep.model,
+		Choices: []openai.Choice{{Index: 0, Message: rep.msg, FinishReason: rep.finish}},
+		Usage:   &usage,
+		// Simulated marks invented answers only; replayed ones are real.
+		Simulated: rep.simulated,
+	})
+	if err != nil {
+		return fmt.Errorf("sim: encode completion: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if cut {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body[:1+s.rng.IntN(len(body)-1)])
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+		panic(http.ErrAbortHandler)
+	}
+	_, _ = w.Write(body)
+	return nil
+}
+
+// jitter scales d by a seeded factor in [1-Jitter, 1+Jitter].
+func (s *Server) jitter(d time.Duration) time.Duration {
+	j := s.opts.Latency.Jitter
+	if d <= 0 || j == 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (1 + j*(2*s.rng.Float64()-1)))
+}
+
+func (s *Server) newID(prefix string) string {
+	return fmt.Sprintf("%s%016x", prefix, s.rng.Uint64())
+}
+
+// marshal encodes v as one line of JSON without HTML escaping, as OpenAI writes it.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
