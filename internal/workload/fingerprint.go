@@ -289,8 +289,8 @@ func slot(key uint64) uint64 { return (key * 0x9e3779b97f4a7c15) >> 56 }
 
 // hasher is a streaming 64-bit hash in the style of wyhash: 16 bytes at a time through a
 // folded 64x64->128-bit multiply. It is not cryptographic; it only has to keep distinct
-// templates apart, and it is several times faster than SHA-256 here (see
-// BenchmarkFingerprint). It lives on the caller's stack.
+// templates apart, and it is about three times faster than SHA-256 here (see
+// BenchmarkHash). It lives on the caller's stack.
 type hasher struct {
 	buf   [64]byte
 	n     int
