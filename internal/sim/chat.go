@@ -41,16 +41,12 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	var extra chatOptions
-	_ = json.Unmarshal(body, &extra) // a mistyped optional field just keeps its default
-	parallel := extra.ParallelToolCalls == nil || *extra.ParallelToolCalls
-
 	f := s.drawFault()
 	if f != faultNone && f != faultCut {
 		s.log.Debug("sim: fault", "fault", f, "model", req.Model)
 		return s.injectFault(w, r, f)
 	}
-	rep, err := s.reply(req, parallel)
+	rep, err := s.reply(req, body)
 	if err != nil {
 		return err
 	}
@@ -74,8 +70,8 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	return s.complete(w, r, rep, f == faultCut)
 }
 
-// reply finds or invents the answer to req.
-func (s *Server) reply(req *openai.ChatRequest, parallel bool) (*reply, error) {
+// reply finds or invents the answer to req, whose JSON is body.
+func (s *Server) reply(req *openai.ChatRequest, body []byte) (*reply, error) {
 	rep := &reply{id: s.newID("chatcmpl-sim-"), model: req.Model}
 	if s.opts.Mode != ModeSynthetic {
 		if rec := s.replay.lookup(req.Messages); rec != nil {
@@ -94,13 +90,25 @@ func (s *Server) reply(req *openai.ChatRequest, parallel bool) (*reply, error) {
 					"run it with unknown=synthetic to invent answers)"}
 		}
 	}
-	msg, finish, err := s.invent(req, parallel)
+	msg, finish, err := s.invent(req, parallelToolCalls(body))
 	if err != nil {
 		return nil, err
 	}
 	rep.msg, rep.finish, rep.simulated = msg, finish, true
 	rep.usage = makeUsage(s.counter.Prompt(req), s.completionTokens(msg))
 	return rep, nil
+}
+
+// parallelToolCalls reports whether the request allows parallel tool calls (it does
+// unless parallel_tool_calls is false). Only invented answers need to know, so the
+// body is decoded a second time only for them.
+func parallelToolCalls(body []byte) bool {
+	if !bytes.Contains(body, []byte(`"parallel_tool_calls"`)) {
+		return true
+	}
+	var extra chatOptions
+	_ = json.Unmarshal(body, &extra) // a mistyped optional field keeps its default
+	return extra.ParallelToolCalls == nil || *extra.ParallelToolCalls
 }
 
 // complete writes a non-streamed chat.completion after the modelled latency.

@@ -185,3 +185,16 @@ func TestSyntheticStreamMarksEveryChunk(t *testing.T) {
 		t.Errorf("invented %q", got)
 	}
 }
+
+func TestParallelToolCallsFlag(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"model":"m"}`: true,
+		`{"model":"m","parallel_tool_calls":true}`:  true,
+		`{"model":"m","parallel_tool_calls":false}`: false,
+		`{"model":"m","parallel_tool_calls":"no"}`:  true,
+	} {
+		if got := parallelToolCalls([]byte(body)); got != want {
+			t.Errorf("%s: %v, want %v", body, got, want)
+		}
+	}
+}
