@@ -107,7 +107,9 @@ func parallelToolCalls(body []byte) bool {
 		return true
 	}
 	var extra chatOptions
-	_ = json.Unmarshal(body, &extra) // a mistyped optional field keeps its default
+	if err := json.Unmarshal(body, &extra); err != nil {
+		return true // a mistyped optional field keeps its default
+	}
 	return extra.ParallelToolCalls == nil || *extra.ParallelToolCalls
 }
 
