@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/downshift-dev/downshift/internal/backend"
+	"github.com/downshift-dev/downshift/internal/config"
+	"github.com/downshift-dev/downshift/internal/gateway"
+	"github.com/downshift-dev/downshift/internal/record"
+	"github.com/downshift-dev/downshift/internal/store"
+)
+
+func newServeCmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the OpenAI-compatible gateway that records every call",
+		Long: `serve runs the gateway: point an agent's OpenAI base URL at http://LISTEN/v1 and
+every chat completion is answered by the configured backend and recorded.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(configPath, os.Environ())
+			if err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), cfg, cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (DOWNSHIFT_* environment variables override it)")
+	return cmd
+}
+
+// runServe serves until ctx ends, then drains: stop accepting, finish in-flight
+// requests, flush the record queue, close the store.
+func runServe(ctx context.Context, cfg config.Config, logOut io.Writer) error {
+	log := newLogger(cfg.Log, logOut)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv, err := startServer(ctx, cfg, ln, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	log.Info("downshift gateway listening", "addr", "http://"+ln.Addr().String()+"/v1",
+		"store", cfg.Store.Driver, "models", len(cfg.Models))
+	<-ctx.Done()
+	log.Info("shutting down: draining requests and the record queue", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	return srv.shutdown(sctx)
+}
+
+// server is a running gateway with its recorder and store: the composition root.
+type server struct {
+	http     *http.Server
+	recorder *record.Recorder
+	store    store.Store
+	log      *slog.Logger
+	served   chan error
+	addr     string
+}
+
+// startServer builds everything from cfg and serves on ln until shutdown.
+func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) (*server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	cat, err := backend.NewCatalog(cfg, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(ctx, cfg.Store.Driver, cfg.Store.DSN)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := record.New(record.Options{
+		Store:         st,
+		QueueSize:     cfg.Record.QueueSize,
+		BatchSize:     cfg.Record.BatchSize,
+		FlushInterval: cfg.Record.FlushInterval,
+		Overflow:      record.Overflow(cfg.Record.Overflow),
+		BlockTimeout:  cfg.Record.BlockTimeout,
+		Logger:        log.With("component", "record"),
+		Registerer:    reg,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	rec.Start()
+	gw, err := gateway.New(gateway.Options{
+		Catalog:      cat,
+		Recorder:     rec,
+		Ready:        st.Check,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Logger:       log.With("component", "gateway"),
+		Registerer:   reg,
+		Gatherer:     reg,
+	})
+	if err != nil {
+		_ = rec.Close(context.Background())
+		st.Close()
+		return nil, err
+	}
+	s := &server{
+		http: &http.Server{
+			Handler:           gw,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+		recorder: rec,
+		store:    st,
+		log:      log,
+		served:   make(chan error, 1),
+		addr:     ln.Addr().String(),
+	}
+	go func() { s.served <- s.http.Serve(ln) }()
+	return s, nil
+}
+
+// shutdown stops accepting, waits for in-flight requests (each enqueues its record
+// before it returns), flushes the recorder and closes the store.
+func (s *server) shutdown(ctx context.Context) error {
+	var errs []error
+	if err := s.http.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("draining requests: %w", err))
+	}
+	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, err)
+	}
+	if err := s.recorder.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("flushing records: %w", err))
+	}
+	st := s.recorder.Stats()
+	s.log.Info("recorder drained", "accepted", st.Accepted, "written", st.Written, "dropped", st.Dropped)
+	if err := s.store.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	switch strings.ToLower(c.Level) {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.ToLower(c.Format) == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

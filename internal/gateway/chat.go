@@ -1,0 +1,425 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/downshift-dev/downshift/internal/backend"
+	"github.com/downshift-dev/downshift/internal/openai"
+	"github.com/downshift-dev/downshift/internal/store"
+	"github.com/downshift-dev/downshift/internal/workload"
+)
+
+// Response headers that tell the client what downshift did.
+const (
+	HeaderWorkload = "X-Downshift-Workload"
+	HeaderRoute    = "X-Downshift-Route"
+	HeaderModel    = "X-Downshift-Model"
+	// HeaderSimulated is set by upstreams (downshift's simulator) on invented answers.
+	HeaderSimulated = "X-Downshift-Simulated"
+)
+
+// statusClientClosed is recorded when the client went away before its answer was
+// complete (nginx's convention; never sent, since nobody is listening).
+const statusClientClosed = 499
+
+// maxResponseBytes caps a non-streamed upstream answer held in memory.
+const maxResponseBytes = 64 << 20
+
+// passHeaders are upstream response headers worth passing to the client.
+var passHeaders = []string{"X-Request-Id", "Openai-Processing-Ms", "Retry-After", HeaderSimulated, "X-Downshift-Replayed"}
+
+// errAborted means the answer was cut after bytes reached the client; the only honest
+// thing left is to abort the connection so the client does not take it as complete.
+var errAborted = errors.New("stream aborted")
+
+// exchange is one chat call in flight.
+type exchange struct {
+	call        *store.Call
+	req         *openai.ChatRequest
+	body        []byte // the client's bytes
+	wantUsage   bool   // the client asked for the usage chunk
+	model       *backend.Model
+	headersSent bool
+}
+
+// chat serves POST /v1/chat/completions. Every outcome, including bad requests,
+// becomes exactly one recorded call.
+func (g *Gateway) chat(w http.ResponseWriter, r *http.Request) {
+	start := g.now()
+	x := &exchange{call: &store.Call{ID: g.newID(), StartedAt: start, Route: store.RouteReference}}
+	err := g.serveChat(w, r, x)
+	if err != nil && !errors.Is(err, errAborted) && !x.headersSent {
+		ae := asAPIError(err)
+		if ae.cause != nil {
+			g.log.Warn("chat completion failed", "call", x.call.ID, "status", ae.status, "err", ae.cause)
+		}
+		x.call.Status, x.call.ErrorType, x.call.ErrorMessage = ae.status, ae.typ, ae.msg
+		if x.call.Response == nil {
+			x.call.Response = ae.bytes()
+		}
+		if r.Context().Err() == nil {
+			writeError(w, ae)
+		} else {
+			x.call.Status, x.call.ErrorType = statusClientClosed, "client_closed_request"
+		}
+	}
+	c := x.call
+	c.FinishedAt = g.now()
+	c.Latency = c.FinishedAt.Sub(start)
+	g.metrics.observe(c)
+	if err := g.recorder.Enqueue(*c); err != nil {
+		g.log.Debug("call not recorded", "call", c.ID, "err", err)
+	}
+	if errors.Is(err, errAborted) {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange) error {
+	c := x.call
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{status: http.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large",
+				msg: fmt.Sprintf("Request body exceeds the limit of %d bytes.", mbe.Limit)}
+		}
+		return &apiError{status: http.StatusBadRequest, typ: typeInvalidRequest, msg: "Could not read the request body.", cause: err}
+	}
+	x.body = body
+	c.Request = body
+	req, err := openai.DecodeChatRequest(body)
+	if err != nil {
+		var re *openai.RequestError
+		if errors.As(err, &re) {
+			return &apiError{status: http.StatusBadRequest, typ: typeInvalidRequest, msg: re.Message, param: re.Param}
+		}
+		return &apiError{status: http.StatusBadRequest, typ: typeInvalidRequest, msg: "Invalid request body."}
+	}
+	x.req = req
+	c.RequestedModel = req.Model
+	c.Stream = req.Stream
+	c.Workload = workload.Tag(r.Header.Get(HeaderWorkload), req)
+	c.Fingerprint = workload.Fingerprint(req)
+	x.wantUsage = req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+
+	m, ok := g.catalog.Resolve(req.Model)
+	if !ok {
+		return &apiError{status: http.StatusNotFound, typ: typeInvalidRequest, code: "model_not_found", param: "model",
+			msg: fmt.Sprintf("The model `%s` does not exist or is not served by this gateway.", req.Model)}
+	}
+
+	resp, up, err := g.send(r.Context(), x, m)
+	if err != nil {
+		return err
+	}
+	defer resp.body.Close()
+	x.model = up
+	c.ServedModel, c.Backend = up.Name, up.Backend.Name()
+	if resp.first != nil {
+		return g.relayStream(w, r, x, resp)
+	}
+	return g.relayWhole(w, x, resp)
+}
+
+// upstreamResponse is a backend's answer that has passed the point of no return: for
+// a stream, its first event has arrived; otherwise, its whole body.
+type upstreamResponse struct {
+	header http.Header
+	status int
+	body   io.ReadCloser
+	whole  []byte         // non-streamed body
+	sse    *openai.SSEReader // streamed body, positioned after first
+	first  *openai.Event  // first event of a stream
+}
+
+// send tries m and then its fallbacks until one answers. A failure moves on only when
+// it is retryable and nothing has reached the client (nothing has, here: send returns
+// before any byte is written).
+func (g *Gateway) send(ctx context.Context, x *exchange, m *backend.Model) (*upstreamResponse, *backend.Model, error) {
+	candidates := append([]*backend.Model{m}, m.Fallbacks...)
+	var lastErr error
+	for i, cm := range candidates {
+		if i > 0 {
+			g.metrics.fallbacks.WithLabelValues(m.Name, cm.Name).Inc()
+			g.log.Info("falling back", "call", x.call.ID, "from", candidates[i-1].Name, "to", cm.Name, "err", lastErr)
+		}
+		resp, err := g.attempt(ctx, x, cm)
+		if err == nil {
+			return resp, cm, nil
+		}
+		lastErr = err
+		var be *backend.Error
+		if ctx.Err() != nil || !errors.As(err, &be) || !be.Retryable() {
+			break
+		}
+	}
+	x.call.ServedModel = ""
+	return nil, nil, g.upstreamError(ctx, lastErr)
+}
+
+// attempt makes one request to one model's backend and reads up to the point of no
+// return.
+func (g *Gateway) attempt(ctx context.Context, x *exchange, m *backend.Model) (*upstreamResponse, error) {
+	set := map[string]any{"model": m.UpstreamName}
+	if x.req.Stream {
+		// Ask for usage so the call is recorded with real token counts; the extra
+		// chunk is stripped again when the client did not ask for it.
+		set["stream_options"] = openai.IncludeUsage()
+	}
+	body, err := openai.PatchRequest(x.body, set)
+	if err != nil {
+		return nil, &apiError{status: http.StatusBadRequest, typ: typeInvalidRequest, msg: "Invalid request body.", cause: err}
+	}
+	accept := "application/json"
+	if x.req.Stream {
+		accept = "text/event-stream"
+	}
+	x.call.Backend = m.Backend.Name()
+	resp, err := m.Backend.Post(ctx, "/chat/completions", body, accept)
+	if err != nil {
+		g.countUpstreamError(m.Backend.Name(), err)
+		return nil, err
+	}
+	u := &upstreamResponse{header: resp.Header, status: resp.StatusCode, body: resp.Body}
+	if x.req.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		u.sse = openai.NewSSEReader(resp.Body)
+		ev, err := u.sse.Next()
+		if err != nil {
+			resp.Body.Close()
+			err = &backend.Error{Backend: m.Backend.Name(), Kind: backend.KindConnect}
+			g.metrics.upstreamErrors.WithLabelValues(m.Backend.Name(), "stream").Inc()
+			return nil, err
+		}
+		u.first = &ev
+		return u, nil
+	}
+	u.whole, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		resp.Body.Close()
+		g.metrics.upstreamErrors.WithLabelValues(m.Backend.Name(), "connect").Inc()
+		return nil, &backend.Error{Backend: m.Backend.Name(), Kind: backend.KindConnect}
+	}
+	return u, nil
+}
+
+func (g *Gateway) countUpstreamError(backendName string, err error) {
+	var be *backend.Error
+	if !errors.As(err, &be) {
+		return
+	}
+	kind := be.Kind.String()
+	switch be.Kind {
+	case backend.KindCanceled:
+		return
+	case backend.KindStatus:
+		kind = strconv.Itoa(be.Status)
+	}
+	g.metrics.upstreamErrors.WithLabelValues(backendName, kind).Inc()
+}
+
+// upstreamError turns the last backend failure into the client's error. Errors that
+// are the request's fault (4xx) and rate limits pass through with the upstream's own
+// body; failures of the upstream become 502/504 naming the backend.
+func (g *Gateway) upstreamError(ctx context.Context, err error) error {
+	var be *backend.Error
+	if !errors.As(err, &be) {
+		return err
+	}
+	switch {
+	case ctx.Err() != nil || be.Kind == backend.KindCanceled:
+		return &apiError{status: statusClientClosed, typ: "client_closed_request", msg: "Client closed the request."}
+	case be.Kind == backend.KindTimeout:
+		return &apiError{status: http.StatusGatewayTimeout, typ: typeTimeout, code: "upstream_timeout",
+			msg: fmt.Sprintf("Backend %q did not respond in time.", be.Backend), cause: err}
+	case be.Kind == backend.KindConnect:
+		return &apiError{status: http.StatusBadGateway, typ: typeServer, code: "upstream_unreachable",
+			msg: fmt.Sprintf("Backend %q is unreachable.", be.Backend), cause: err}
+	case be.Status == http.StatusTooManyRequests:
+		return &apiError{status: be.Status, typ: typeRateLimit, code: "rate_limit_exceeded", body: openAIBody(be.Body),
+			msg: fmt.Sprintf("Backend %q is rate limiting requests.", be.Backend)}
+	case be.Status >= 500:
+		return &apiError{status: http.StatusBadGateway, typ: typeServer, code: "upstream_error",
+			msg: fmt.Sprintf("Backend %q failed with status %d.", be.Backend, be.Status), cause: err}
+	default:
+		msg := fmt.Sprintf("Backend %q rejected the request with status %d.", be.Backend, be.Status)
+		return &apiError{status: be.Status, typ: typeInvalidRequest, msg: msg, body: openAIBody(be.Body)}
+	}
+}
+
+// openAIBody returns b if it is an OpenAI error body, else nil (so one is built).
+func openAIBody(b []byte) []byte {
+	var e openai.ErrorResponse
+	if json.Unmarshal(b, &e) != nil || e.Error.Message == "" {
+		return nil
+	}
+	return b
+}
+
+// setHeaders writes downshift's headers and the upstream headers worth passing on.
+func (g *Gateway) setHeaders(w http.ResponseWriter, x *exchange, up http.Header) {
+	h := w.Header()
+	for _, k := range passHeaders {
+		if v := up.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	for k, v := range up {
+		if strings.HasPrefix(k, "X-Ratelimit-") {
+			h[k] = v
+		}
+	}
+	if x.call.Workload != "" {
+		h.Set(HeaderWorkload, x.call.Workload)
+	}
+	h.Set(HeaderRoute, string(x.call.Route))
+	h.Set(HeaderModel, x.call.ServedModel)
+	if strings.EqualFold(up.Get(HeaderSimulated), "true") {
+		x.call.Simulated = true
+	}
+}
+
+// relayWhole answers a non-streamed call with the upstream's bytes, unchanged.
+func (g *Gateway) relayWhole(w http.ResponseWriter, x *exchange, u *upstreamResponse) error {
+	c := x.call
+	g.setHeaders(w, x, u.header)
+	ct := u.header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/json"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Length", strconv.Itoa(len(u.whole)))
+	c.TTFT = g.now().Sub(c.StartedAt)
+	w.WriteHeader(u.status)
+	x.headersSent = true
+	c.Status = u.status
+	c.Response = u.whole
+	var cc openai.ChatCompletion
+	if err := json.Unmarshal(u.whole, &cc); err == nil {
+		c.Simulated = c.Simulated || cc.Simulated
+		g.account(x, &cc)
+	} else {
+		g.log.Warn("upstream answer is not a chat.completion", "call", c.ID, "backend", c.Backend)
+	}
+	if _, err := w.Write(u.whole); err != nil {
+		c.Status, c.ErrorType = statusClientClosed, "client_closed_request"
+	}
+	return nil
+}
+
+// relayStream answers a streamed call event by event, flushing each at once, and
+// reassembles the stream for the record.
+func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchange, u *upstreamResponse) error {
+	c := x.call
+	rc := http.NewResponseController(w)
+	g.setHeaders(w, x, u.header)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(u.status)
+	x.headersSent = true
+	c.Status = u.status
+
+	acc := openai.NewAccumulator()
+	done := false
+	var werr, rerr error
+	for ev := u.first; ; {
+		if openai.IsDone(*ev) {
+			werr = openai.WriteDone(w)
+			if werr == nil {
+				werr = rc.Flush()
+			}
+			done = true
+			break
+		}
+		if write := g.streamEvent(x, acc, ev); write {
+			if werr = openai.WriteEvent(w, ev.Data); werr == nil {
+				werr = rc.Flush()
+			}
+			if werr != nil {
+				break
+			}
+		}
+		next, err := u.sse.Next()
+		if err != nil {
+			rerr = err
+			break
+		}
+		ev = &next
+	}
+
+	cc := acc.Completion()
+	c.Simulated = c.Simulated || cc.Simulated
+	g.account(x, cc)
+	c.Response, _ = json.Marshal(cc)
+	switch {
+	case werr != nil || r.Context().Err() != nil:
+		c.Status, c.ErrorType, c.ErrorMessage = statusClientClosed, "client_closed_request", "Client closed the connection during the stream."
+		return nil
+	case !done:
+		// The upstream stopped before [DONE]: whatever the client has is incomplete.
+		if rerr == nil || errors.Is(rerr, io.EOF) {
+			rerr = io.ErrUnexpectedEOF
+		}
+		g.metrics.upstreamErrors.WithLabelValues(c.Backend, "stream").Inc()
+		g.log.Warn("upstream stream ended early", "call", c.ID, "backend", c.Backend, "err", rerr)
+		c.Status, c.ErrorType = http.StatusBadGateway, typeServer
+		c.ErrorMessage = fmt.Sprintf("Backend %q ended the stream before it was complete.", c.Backend)
+		return errAborted
+	}
+	return nil
+}
+
+// streamEvent folds one event into the accumulator and says whether the client gets it.
+func (g *Gateway) streamEvent(x *exchange, acc *openai.Accumulator, ev *openai.Event) bool {
+	chunk, err := acc.AddData(ev.Data)
+	if err != nil {
+		// Not a chunk we understand (an upstream's own event): pass it on untouched.
+		return true
+	}
+	if openai.IsUsageOnly(chunk) && !x.wantUsage {
+		return false
+	}
+	if x.call.TTFT == 0 && carriesAnswer(chunk) {
+		x.call.TTFT = g.now().Sub(x.call.StartedAt)
+	}
+	return true
+}
+
+// carriesAnswer reports whether a chunk holds the first piece of an answer.
+func carriesAnswer(c *openai.ChatCompletionChunk) bool {
+	for _, ch := range c.Choices {
+		if (ch.Delta.Content != nil && *ch.Delta.Content != "") || len(ch.Delta.ToolCalls) > 0 ||
+			(ch.Delta.Refusal != nil && *ch.Delta.Refusal != "") {
+			return true
+		}
+	}
+	return false
+}
+
+// account fills tokens and cost from the upstream's usage, or estimates tokens when
+// there is none.
+func (g *Gateway) account(x *exchange, cc *openai.ChatCompletion) {
+	c := x.call
+	if u := cc.Usage; u != nil {
+		c.PromptTokens, c.CompletionTokens = u.PromptTokens, u.CompletionTokens
+		if u.PromptTokensDetails != nil {
+			c.CachedTokens = u.PromptTokensDetails.CachedTokens
+		}
+	} else {
+		c.PromptTokens = g.tokens.Prompt(x.req)
+		c.CompletionTokens = g.tokens.Completion(cc)
+		c.TokensEstimated = true
+	}
+	if x.model != nil {
+		c.CostUSD = x.model.Cost(c.PromptTokens, c.CompletionTokens, c.CachedTokens)
+	}
+}

@@ -1,0 +1,178 @@
+// Package gateway is downshift's hot path: the OpenAI-compatible HTTP handlers and the
+// one route table. A chat completion is decoded, tagged with its workload and template
+// fingerprint, sent to the backend that serves the requested model (with fallbacks),
+// answered to the client byte for byte, and handed to the recorder as one store.Call.
+//
+// The gateway never waits for the store: recording is an enqueue. It imports no
+// cold-path package (discover, eval, tune, web, dataset); a test enforces that.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/downshift-dev/downshift/internal/backend"
+	"github.com/downshift-dev/downshift/internal/store"
+	"github.com/downshift-dev/downshift/internal/tokens"
+)
+
+// Recorder takes finished calls. Enqueue must not block for long; an error means the
+// call was dropped (the recorder counts and logs drops).
+type Recorder interface {
+	Enqueue(c store.Call) error
+}
+
+// Options configure a Gateway. Catalog and Recorder are required.
+type Options struct {
+	Catalog  *backend.Catalog
+	Recorder Recorder
+	// Ready reports whether the store can take writes, for /readyz. nil: always ready.
+	Ready func(ctx context.Context) error
+	// MaxBodyBytes caps request bodies (413 above it). 0: 8 MiB.
+	MaxBodyBytes int64
+	// Tokens estimates usage when an upstream reports none. nil: one is built.
+	Tokens *tokens.Counter
+	// Logger receives operational logs; never payloads or keys. nil: discard.
+	Logger *slog.Logger
+	// Registerer takes the gateway's metrics; Gatherer serves /metrics. nil: a
+	// private registry is used for both.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Now is the clock. nil: time.Now.
+	Now func() time.Time
+	// NewID makes call ids, which must sort by time. nil: ULIDs.
+	NewID func() string
+}
+
+// Gateway serves the OpenAI-compatible API. Build it with New.
+type Gateway struct {
+	catalog  *backend.Catalog
+	recorder Recorder
+	ready    func(ctx context.Context) error
+	maxBody  int64
+	tokens   *tokens.Counter
+	log      *slog.Logger
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	now      func() time.Time
+	newID    func() string
+	handler  http.Handler
+}
+
+// New builds a gateway.
+func New(o Options) (*Gateway, error) {
+	if o.Catalog == nil || o.Recorder == nil {
+		return nil, errors.New("gateway: Catalog and Recorder are required")
+	}
+	g := &Gateway{
+		catalog:  o.Catalog,
+		recorder: o.Recorder,
+		ready:    o.Ready,
+		maxBody:  o.MaxBodyBytes,
+		tokens:   o.Tokens,
+		log:      o.Logger,
+		now:      o.Now,
+		newID:    o.NewID,
+		gatherer: o.Gatherer,
+	}
+	if g.maxBody <= 0 {
+		g.maxBody = 8 << 20
+	}
+	if g.tokens == nil {
+		t, err := tokens.New()
+		if err != nil {
+			return nil, err
+		}
+		g.tokens = t
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.newID == nil {
+		g.newID = func() string { return ulid.Make().String() }
+	}
+	reg := o.Registerer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, g.gatherer = r, r
+	}
+	if g.gatherer == nil {
+		g.gatherer = prometheus.DefaultGatherer
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	g.metrics = m
+	g.handler = g.routes()
+	return g, nil
+}
+
+// ServeHTTP serves the gateway's routes.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
+
+// routes is the one route table.
+func (g *Gateway) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/chat/completions", g.chat)
+	mux.Handle("GET /v1/models", g.adapt(g.listModels))
+	mux.Handle("POST /v1/embeddings", g.adapt(g.embeddings))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /readyz", g.adapt(g.readyz))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
+	for _, p := range []string{"/v1/chat/completions", "/v1/models", "/v1/embeddings"} {
+		mux.Handle(p, g.adapt(methodNotAllowed))
+	}
+	mux.Handle("/", g.adapt(func(_ http.ResponseWriter, r *http.Request) error {
+		return &apiError{status: http.StatusNotFound, typ: typeInvalidRequest, code: "unknown_url",
+			msg: fmt.Sprintf("Unknown request URL: %s %s.", r.Method, r.URL.Path)}
+	}))
+	return mux
+}
+
+func methodNotAllowed(_ http.ResponseWriter, r *http.Request) error {
+	return &apiError{status: http.StatusMethodNotAllowed, typ: typeInvalidRequest, code: "method_not_allowed",
+		msg: fmt.Sprintf("Method %s is not allowed on %s.", r.Method, r.URL.Path)}
+}
+
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) error {
+	if g.ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := g.ready(ctx); err != nil {
+			g.log.Warn("not ready: store check failed", "err", err)
+			return &apiError{status: http.StatusServiceUnavailable, typ: typeServer, msg: "store is not writable", cause: err}
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := w.Write([]byte("ready\n"))
+	return err
+}
+
+// adapt turns a handler that returns an error into an http.Handler that answers with
+// OpenAI's error JSON. The client sees only the apiError's message; the cause is logged.
+func (g *Gateway) adapt(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			ae := asAPIError(err)
+			if ae.cause != nil {
+				g.log.Warn("request failed", "path", r.URL.Path, "status", ae.status, "err", ae.cause)
+			}
+			writeError(w, ae)
+		}
+	})
+}

@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/downshift-dev/downshift/internal/store"
+)
+
+// metrics are the gateway's Prometheus series. Labels stay low-cardinality: models and
+// backends come from configuration, never from clients (an unknown model is "unknown").
+type metrics struct {
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	ttft           *prometheus.HistogramVec
+	tokens         *prometheus.CounterVec
+	cost           *prometheus.CounterVec
+	upstreamErrors *prometheus.CounterVec
+	fallbacks      *prometheus.CounterVec
+}
+
+// latencyBuckets spans a cached answer (ms) to a long agent turn (minutes).
+var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 40, 80, 160}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_requests_total",
+			Help: "Chat-completion requests answered, by served model, route, stream and HTTP status code.",
+		}, []string{"model", "route", "stream", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "downshift_request_duration_seconds",
+			Help:    "Time from receiving a chat-completion request to its last byte, by served model and stream.",
+			Buckets: latencyBuckets,
+		}, []string{"model", "stream"}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "downshift_time_to_first_token_seconds",
+			Help:    "Time from receiving a request to the first token sent to the client, by served model and stream.",
+			Buckets: latencyBuckets,
+		}, []string{"model", "stream"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_tokens_total",
+			Help: "Tokens processed, by served model and kind (prompt, completion, cached).",
+		}, []string{"model", "kind"}),
+		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_cost_usd_total",
+			Help: "Cost of answered calls in US dollars at configured prices, by served model.",
+		}, []string{"model"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_upstream_errors_total",
+			Help: "Failed attempts to reach a backend, by backend and kind (connect, timeout, status code, stream).",
+		}, []string{"backend", "kind"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_fallbacks_total",
+			Help: "Requests moved to a fallback model after a retryable failure, by original and fallback model.",
+		}, []string{"from", "to"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttft, m.tokens, m.cost, m.upstreamErrors, m.fallbacks} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// observe counts a finished call.
+func (m *metrics) observe(c *store.Call) {
+	model := c.ServedModel
+	if model == "" {
+		model = "unknown"
+	}
+	stream := strconv.FormatBool(c.Stream)
+	m.requests.WithLabelValues(model, string(c.Route), stream, strconv.Itoa(c.Status)).Inc()
+	if c.ServedModel == "" {
+		return
+	}
+	m.latency.WithLabelValues(model, stream).Observe(c.Latency.Seconds())
+	if c.Status < 400 {
+		if c.TTFT > 0 {
+			m.ttft.WithLabelValues(model, stream).Observe(c.TTFT.Seconds())
+		}
+		m.tokens.WithLabelValues(model, "prompt").Add(float64(c.PromptTokens))
+		m.tokens.WithLabelValues(model, "completion").Add(float64(c.CompletionTokens))
+		m.tokens.WithLabelValues(model, "cached").Add(float64(c.CachedTokens))
+		m.cost.WithLabelValues(model).Add(c.CostUSD)
+	}
+}
