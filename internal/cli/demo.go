@@ -281,16 +281,16 @@ func printDemoReport(ctx context.Context, out io.Writer, st store.Store, sent in
 
 type demoSummary struct {
 	ok, errors, streamed, simulated, toolCalls, text, estimated int
-	prompt, completion, cached                                 int
-	cost                                                       float64
-	latency, ttft                                              []time.Duration
-	fingerprints                                               []fingerprintRow
+	prompt, completion, cached                                  int
+	cost                                                        float64
+	latency, ttft                                               []time.Duration
+	fingerprints                                                []fingerprintRow
 }
 
 type fingerprintRow struct {
-	name                     string
+	name                      string
 	calls, prompt, completion int
-	cost                     float64
+	cost                      float64
 }
 
 func summarize(calls []store.Call) demoSummary {

@@ -135,9 +135,9 @@ type upstreamResponse struct {
 	header http.Header
 	status int
 	body   io.ReadCloser
-	whole  []byte         // non-streamed body
+	whole  []byte            // non-streamed body
 	sse    *openai.SSEReader // streamed body, positioned after first
-	first  *openai.Event  // first event of a stream
+	first  *openai.Event     // first event of a stream
 }
 
 // send tries m and then its fallbacks until one answers. A failure moves on only when

@@ -62,7 +62,7 @@ func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	msg, finish := scriptedAnswer(&req)
 	usage := &openai.Usage{PromptTokens: fakeUsagePrompt, CompletionTokens: fakeUsageCompletion,
-		TotalTokens: fakeUsagePrompt + fakeUsageCompletion,
+		TotalTokens:         fakeUsagePrompt + fakeUsageCompletion,
 		PromptTokensDetails: &openai.PromptTokensDetails{CachedTokens: fakeUsageCached}}
 	if !req.Stream {
 		w.Header().Set("Content-Type", "application/json")
