@@ -74,7 +74,7 @@ type recording struct {
 	completion []int // per answer
 }
 
-func newIndex(calls []dataset.Call) (*index, error) {
+func newIndex(calls []dataset.Call) *index {
 	ix := &index{calls: make(map[key]*recording, len(calls))}
 	seen := map[string]bool{}
 	for i := range calls {
@@ -95,7 +95,7 @@ func newIndex(calls []dataset.Call) (*index, error) {
 		}
 		ix.calls[k] = &recording{call: c}
 	}
-	return ix, nil
+	return ix
 }
 
 // lookup returns the recording of msgs, or nil.

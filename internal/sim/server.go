@@ -194,9 +194,7 @@ func New(opts Options) (*Server, error) {
 	if s.models == nil {
 		s.models = DefaultModels()
 	}
-	if s.replay, err = newIndex(opts.Calls); err != nil {
-		return nil, err
-	}
+	s.replay = newIndex(opts.Calls)
 	if s.replay.duplicates > 0 {
 		s.log.Debug("sim: conversations recorded more than once; answering from the first", "count", s.replay.duplicates)
 	}
