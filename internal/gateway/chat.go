@@ -42,9 +42,8 @@ var errAborted = errors.New("stream aborted")
 // exchange is one chat call in flight.
 type exchange struct {
 	call        *store.Call
-	req         *openai.ChatRequest
-	body        []byte // the client's bytes
-	wantUsage   bool   // the client asked for the usage chunk
+	head        *openai.Head // what the hot path reads of the request
+	body        []byte       // the client's bytes
 	model       *backend.Model
 	headersSent bool
 }
@@ -95,7 +94,7 @@ func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange)
 	}
 	x.body = body
 	c.Request = body
-	req, err := openai.DecodeChatRequest(body)
+	head, err := openai.ScanChatRequest(body)
 	if err != nil {
 		var re *openai.RequestError
 		if errors.As(err, &re) {
@@ -103,17 +102,17 @@ func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange)
 		}
 		return &apiError{status: http.StatusBadRequest, typ: typeInvalidRequest, msg: "Invalid request body."}
 	}
-	x.req = req
-	c.RequestedModel = req.Model
-	c.Stream = req.Stream
-	c.Workload = workload.Tag(r.Header.Get(HeaderWorkload), req)
-	c.Fingerprint = workload.Fingerprint(req)
-	x.wantUsage = req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	x.head = head
+	c.RequestedModel = head.Model
+	c.Stream = head.Stream
+	view := head.Request()
+	c.Workload = workload.Tag(r.Header.Get(HeaderWorkload), view)
+	c.Fingerprint = workload.Fingerprint(view)
 
-	m, ok := g.catalog.Resolve(req.Model)
+	m, ok := g.catalog.Resolve(head.Model)
 	if !ok {
 		return &apiError{status: http.StatusNotFound, typ: typeInvalidRequest, code: "model_not_found", param: "model",
-			msg: fmt.Sprintf("The model `%s` does not exist or is not served by this gateway.", req.Model)}
+			msg: fmt.Sprintf("The model `%s` does not exist or is not served by this gateway.", head.Model)}
 	}
 
 	resp, up, err := g.send(r.Context(), x, m)
@@ -168,18 +167,14 @@ func (g *Gateway) send(ctx context.Context, x *exchange, m *backend.Model) (*ups
 // attempt makes one request to one model's backend and reads up to the point of no
 // return.
 func (g *Gateway) attempt(ctx context.Context, x *exchange, m *backend.Model) (*upstreamResponse, error) {
-	set := map[string]any{"model": m.UpstreamName}
-	if x.req.Stream {
-		// Ask for usage so the call is recorded with real token counts; the extra
-		// chunk is stripped again when the client did not ask for it.
-		set["stream_options"] = openai.IncludeUsage()
-	}
-	body, err := openai.PatchRequest(x.body, set)
+	// For streams, ask for usage so the call is recorded with real token counts; the
+	// extra chunk is stripped again when the client did not ask for it.
+	body, err := x.head.Forward(x.body, m.UpstreamName, x.head.Stream)
 	if err != nil {
 		return nil, &apiError{status: http.StatusBadRequest, typ: typeInvalidRequest, msg: "Invalid request body.", cause: err}
 	}
 	accept := "application/json"
-	if x.req.Stream {
+	if x.head.Stream {
 		accept = "text/event-stream"
 	}
 	x.call.Backend = m.Backend.Name()
@@ -189,7 +184,7 @@ func (g *Gateway) attempt(ctx context.Context, x *exchange, m *backend.Model) (*
 		return nil, err
 	}
 	u := &upstreamResponse{header: resp.Header, status: resp.StatusCode, body: resp.Body}
-	if x.req.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+	if x.head.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		u.sse = openai.NewSSEReader(resp.Body)
 		ev, err := u.sse.Next()
 		if err != nil {
@@ -385,7 +380,7 @@ func (g *Gateway) streamEvent(x *exchange, acc *openai.Accumulator, ev *openai.E
 		// Not a chunk we understand (an upstream's own event): pass it on untouched.
 		return true
 	}
-	if openai.IsUsageOnly(chunk) && !x.wantUsage {
+	if openai.IsUsageOnly(chunk) && !x.head.IncludeUsage {
 		return false
 	}
 	if x.call.TTFT == 0 && carriesAnswer(chunk) {
@@ -415,7 +410,10 @@ func (g *Gateway) account(x *exchange, cc *openai.ChatCompletion) {
 			c.CachedTokens = u.PromptTokensDetails.CachedTokens
 		}
 	} else {
-		c.PromptTokens = g.tokens.Prompt(x.req)
+		// Off the hot path in practice: upstreams report usage, and streams are asked to.
+		if req, err := openai.DecodeChatRequest(x.body); err == nil {
+			c.PromptTokens = g.tokens.Prompt(req)
+		}
 		c.CompletionTokens = g.tokens.Completion(cc)
 		c.TokensEstimated = true
 	}
