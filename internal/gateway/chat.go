@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/downshift-dev/downshift/internal/backend"
 	"github.com/downshift-dev/downshift/internal/openai"
@@ -335,13 +337,8 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchang
 			done = true
 			break
 		}
-		if write := g.streamEvent(x, acc, ev); write {
-			if werr = openai.WriteEvent(w, ev.Data); werr == nil {
-				werr = rc.Flush()
-			}
-			if werr != nil {
-				break
-			}
+		if werr = g.streamEvent(w, rc, x, acc, ev); werr != nil {
+			break
 		}
 		next, err := u.sse.Next()
 		if err != nil {
@@ -373,20 +370,42 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchang
 	return nil
 }
 
-// streamEvent folds one event into the accumulator and says whether the client gets it.
-func (g *Gateway) streamEvent(x *exchange, acc *openai.Accumulator, ev *openai.Event) bool {
-	chunk, err := acc.AddData(ev.Data)
-	if err != nil {
-		// Not a chunk we understand (an upstream's own event): pass it on untouched.
-		return true
+// streamEvent passes one event to the client and folds it into the accumulator. The
+// event is written and flushed before it is parsed, so parsing adds nothing to what the
+// client waits for; only a chunk that may be the usage chunk, which is stripped when the
+// client did not ask for it, is parsed first.
+func (g *Gateway) streamEvent(w io.Writer, rc *http.ResponseController, x *exchange, acc *openai.Accumulator, ev *openai.Event) error {
+	at := g.now()
+	if !x.head.IncludeUsage && bytes.Contains(ev.Data, []byte(`"usage"`)) {
+		chunk, err := acc.AddData(ev.Data)
+		if err == nil && openai.IsUsageOnly(chunk) {
+			return nil
+		}
+		g.markFirstToken(x, chunk, at)
+		return writeEvent(w, rc, ev.Data)
 	}
-	if openai.IsUsageOnly(chunk) && !x.head.IncludeUsage {
-		return false
+	if err := writeEvent(w, rc, ev.Data); err != nil {
+		return err
 	}
-	if x.call.TTFT == 0 && carriesAnswer(chunk) {
-		x.call.TTFT = g.now().Sub(x.call.StartedAt)
+	// Not a chunk we understand (an upstream's own event) was passed on untouched.
+	chunk, _ := acc.AddData(ev.Data)
+	g.markFirstToken(x, chunk, at)
+	return nil
+}
+
+func writeEvent(w io.Writer, rc *http.ResponseController, data []byte) error {
+	if err := openai.WriteEvent(w, data); err != nil {
+		return err
 	}
-	return true
+	return rc.Flush()
+}
+
+// markFirstToken sets the call's time to first token when chunk, which reached the
+// client at time at, is the first to carry part of an answer.
+func (g *Gateway) markFirstToken(x *exchange, chunk *openai.ChatCompletionChunk, at time.Time) {
+	if x.call.TTFT == 0 && chunk != nil && carriesAnswer(chunk) {
+		x.call.TTFT = at.Sub(x.call.StartedAt)
+	}
 }
 
 // carriesAnswer reports whether a chunk holds the first piece of an answer.
