@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -35,9 +34,6 @@ type Backend struct {
 // New builds a backend from its configuration. getenv reads environment variables (for
 // api_key_env); nil means os.Getenv.
 func New(c config.Backend, getenv func(string) string) (*Backend, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
 	u, err := url.Parse(c.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("backend %q: url must be an absolute http(s) URL", c.Name)
@@ -45,7 +41,7 @@ func New(c config.Backend, getenv func(string) string) (*Backend, error) {
 	if u.User != nil {
 		return nil, fmt.Errorf("backend %q: url must not carry credentials; use api_key_env or api_key_file", c.Name)
 	}
-	key, err := apiKey(c, getenv)
+	key, err := c.APIKey(getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -81,31 +77,6 @@ func New(c config.Backend, getenv func(string) string) (*Backend, error) {
 		client:          &http.Client{Transport: tr},
 		responseTimeout: respTimeout,
 	}, nil
-}
-
-func apiKey(c config.Backend, getenv func(string) string) (string, error) {
-	switch {
-	case c.APIKeyEnv != "" && c.APIKeyFile != "":
-		return "", fmt.Errorf("backend %q: set api_key_env or api_key_file, not both", c.Name)
-	case c.APIKeyEnv != "":
-		k := strings.TrimSpace(getenv(c.APIKeyEnv))
-		if k == "" {
-			return "", fmt.Errorf("backend %q: environment variable %s is empty or unset", c.Name, c.APIKeyEnv)
-		}
-		return k, nil
-	case c.APIKeyFile != "":
-		b, err := os.ReadFile(c.APIKeyFile)
-		if err != nil {
-			// The path is configuration, not a secret; the error never holds file content.
-			return "", fmt.Errorf("backend %q: reading api_key_file %s: %w", c.Name, c.APIKeyFile, errors.Unwrap(err))
-		}
-		k := strings.TrimSpace(string(b))
-		if k == "" {
-			return "", fmt.Errorf("backend %q: api_key_file %s is empty", c.Name, c.APIKeyFile)
-		}
-		return k, nil
-	}
-	return "", nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -68,12 +68,8 @@ func NewCatalog(c config.Config, getenv func(string) string) (*Catalog, error) {
 		if !ok {
 			return nil, fmt.Errorf("model %q: unknown backend %q", mc.Name, mc.Backend)
 		}
-		up := mc.UpstreamName
-		if up == "" {
-			up = mc.Name
-		}
 		cat.models[mc.Name] = &Model{
-			Name: mc.Name, UpstreamName: up, Role: mc.Role, ParamsB: mc.ParamsB,
+			Name: mc.Name, UpstreamName: mc.Upstream(), Role: mc.Role, ParamsB: mc.ParamsB,
 			Price: mc.Price, Backend: b,
 		}
 	}
