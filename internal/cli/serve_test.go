@@ -143,6 +143,7 @@ func TestServeRecordsOpenAIClientCalls(t *testing.T) {
 		t.Fatalf("the tool request got no tool call: %+v", want[2:4])
 	}
 
+	checkOperations(t, "http://"+srv.addr)
 	calls := storedCalls(t, srv, db)
 	if len(calls) != len(want) {
 		t.Fatalf("stored %d calls, want %d", len(calls), len(want))
@@ -168,6 +169,42 @@ func TestServeRecordsOpenAIClientCalls(t *testing.T) {
 		}
 		if !c.Simulated {
 			t.Errorf("call %d: the simulator's invented answer is not marked simulated", i)
+		}
+	}
+}
+
+// checkOperations checks the health, readiness and metrics endpoints of a server that
+// has answered calls.
+func checkOperations(t *testing.T, base string) {
+	t.Helper()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz = %d", code)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("/readyz = %d", code)
+	}
+	code, metrics := get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, name := range []string{
+		`downshift_requests_total{code="200",model="gpt-4o",route="reference",stream="true"}`,
+		"downshift_request_duration_seconds_bucket", "downshift_time_to_first_token_seconds_bucket",
+		`downshift_tokens_total{kind="prompt",model="gpt-4o"}`, `downshift_cost_usd_total{model="gpt-4o"}`,
+		"downshift_record_queue_depth", "downshift_records_written_total", "downshift_records_dropped_total",
+		"go_goroutines", "process_cpu_seconds_total",
+	} {
+		if !strings.Contains(metrics, name) {
+			t.Errorf("/metrics lacks %s", name)
 		}
 	}
 }
