@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/downshift-dev/downshift/internal/backend"
 	"github.com/downshift-dev/downshift/internal/openai"
@@ -325,20 +323,34 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchang
 	x.headersSent = true
 	c.Status = u.status
 
-	acc := openai.NewAccumulator()
+	// Events go to the client as they come; the accumulator reassembles them for the
+	// record only after the client has the whole stream, so parsing chunks costs the
+	// client nothing. Events that arrived together are flushed together.
+	var chunks [][]byte
 	done := false
 	var werr, rerr error
 	for ev := u.first; ; {
 		if openai.IsDone(*ev) {
 			werr = openai.WriteDone(w)
-			if werr == nil {
-				werr = rc.Flush()
-			}
 			done = true
 			break
 		}
-		if werr = g.streamEvent(w, rc, x, acc, ev); werr != nil {
-			break
+		if !x.head.IncludeUsage && openai.ChunkIsUsageOnly(ev.Data) {
+			chunks = append(chunks, ev.Data) // asked for by the gateway, not the client
+		} else {
+			at := g.now()
+			if werr = openai.WriteEvent(w, ev.Data); werr != nil {
+				break
+			}
+			if c.TTFT == 0 && openai.ChunkCarriesAnswer(ev.Data) {
+				c.TTFT = at.Sub(c.StartedAt)
+			}
+			chunks = append(chunks, ev.Data)
+		}
+		if !u.sse.EventBuffered() {
+			if werr = rc.Flush(); werr != nil {
+				break
+			}
 		}
 		next, err := u.sse.Next()
 		if err != nil {
@@ -347,12 +359,21 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchang
 		}
 		ev = &next
 	}
+	if werr == nil {
+		werr = rc.Flush()
+	}
 
+	acc := openai.NewAccumulator()
+	for _, data := range chunks {
+		_, _ = acc.AddData(data) // an upstream's own events were passed on untouched
+	}
 	cc := acc.Completion()
 	c.Simulated = c.Simulated || cc.Simulated
 	g.account(x, cc)
 	c.Response, _ = json.Marshal(cc)
 	switch {
+	case done && werr == nil:
+		// Complete. The client may hang up at once after [DONE]; that is not an error.
 	case werr != nil || r.Context().Err() != nil:
 		c.Status, c.ErrorType, c.ErrorMessage = statusClientClosed, "client_closed_request", "Client closed the connection during the stream."
 		return nil
@@ -368,55 +389,6 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchang
 		return errAborted
 	}
 	return nil
-}
-
-// streamEvent passes one event to the client and folds it into the accumulator. The
-// event is written and flushed before it is parsed, so parsing adds nothing to what the
-// client waits for; only a chunk that may be the usage chunk, which is stripped when the
-// client did not ask for it, is parsed first.
-func (g *Gateway) streamEvent(w io.Writer, rc *http.ResponseController, x *exchange, acc *openai.Accumulator, ev *openai.Event) error {
-	at := g.now()
-	if !x.head.IncludeUsage && bytes.Contains(ev.Data, []byte(`"usage"`)) {
-		chunk, err := acc.AddData(ev.Data)
-		if err == nil && openai.IsUsageOnly(chunk) {
-			return nil
-		}
-		g.markFirstToken(x, chunk, at)
-		return writeEvent(w, rc, ev.Data)
-	}
-	if err := writeEvent(w, rc, ev.Data); err != nil {
-		return err
-	}
-	// Not a chunk we understand (an upstream's own event) was passed on untouched.
-	chunk, _ := acc.AddData(ev.Data)
-	g.markFirstToken(x, chunk, at)
-	return nil
-}
-
-func writeEvent(w io.Writer, rc *http.ResponseController, data []byte) error {
-	if err := openai.WriteEvent(w, data); err != nil {
-		return err
-	}
-	return rc.Flush()
-}
-
-// markFirstToken sets the call's time to first token when chunk, which reached the
-// client at time at, is the first to carry part of an answer.
-func (g *Gateway) markFirstToken(x *exchange, chunk *openai.ChatCompletionChunk, at time.Time) {
-	if x.call.TTFT == 0 && chunk != nil && carriesAnswer(chunk) {
-		x.call.TTFT = at.Sub(x.call.StartedAt)
-	}
-}
-
-// carriesAnswer reports whether a chunk holds the first piece of an answer.
-func carriesAnswer(c *openai.ChatCompletionChunk) bool {
-	for _, ch := range c.Choices {
-		if (ch.Delta.Content != nil && *ch.Delta.Content != "") || len(ch.Delta.ToolCalls) > 0 ||
-			(ch.Delta.Refusal != nil && *ch.Delta.Refusal != "") {
-			return true
-		}
-	}
-	return false
 }
 
 // account fills tokens and cost from the upstream's usage, or estimates tokens when

@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"encoding/json"
 	"unsafe"
 
@@ -320,4 +321,34 @@ func (h *Head) Forward(body []byte, upstreamModel string, includeUsage bool) ([]
 		out = append(out, body[second[1]:]...)
 	}
 	return out, nil
+}
+
+// ChunkIsUsageOnly reports whether the data of a stream event is a chunk with no
+// choices and a usage object: what stream_options.include_usage adds at the end. It
+// reads the bytes without decoding the chunk, as IsUsageOnly does for a decoded one.
+func ChunkIsUsageOnly(data []byte) bool {
+	if !bytes.Contains(data, []byte(`"usage"`)) {
+		return false
+	}
+	r := gjson.ParseBytes(data)
+	choices := r.Get("choices")
+	return r.Get("usage").IsObject() && (!choices.Exists() || choices.Type == gjson.Null || (choices.IsArray() && len(choices.Array()) == 0))
+}
+
+// ChunkCarriesAnswer reports whether the data of a stream event holds a piece of an
+// answer: content, a refusal or a tool call in any choice's delta.
+func ChunkCarriesAnswer(data []byte) bool {
+	found := false
+	gjson.GetBytes(data, "choices").ForEach(func(_, ch gjson.Result) bool {
+		d := ch.Get("delta")
+		if c := d.Get("content"); c.Type == gjson.String && c.Str != "" {
+			found = true
+		} else if r := d.Get("refusal"); r.Type == gjson.String && r.Str != "" {
+			found = true
+		} else if tc := d.Get("tool_calls"); tc.IsArray() && len(tc.Array()) > 0 {
+			found = true
+		}
+		return !found
+	})
+	return found
 }

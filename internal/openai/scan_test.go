@@ -161,3 +161,33 @@ func BenchmarkScanChatRequest(b *testing.B) {
 		}
 	}
 }
+
+func TestChunkPeeks(t *testing.T) {
+	cases := []struct {
+		data            string
+		usageOnly, more bool
+	}{
+		{`{"id":"c","choices":[],"usage":{"prompt_tokens":1}}`, true, false},
+		{`{"id":"c","usage":{"prompt_tokens":1}}`, true, false},
+		{`{"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":{"prompt_tokens":1}}`, false, true},
+		{`{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}`, false, false},
+		{`{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"x"}]}}]}`, false, true},
+		{`{"id":"c","choices":[{"index":0,"delta":{"refusal":"no"}}]}`, false, true},
+		{`{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}`, false, false},
+		{`not json`, false, false},
+	}
+	for _, tc := range cases {
+		if got := ChunkIsUsageOnly([]byte(tc.data)); got != tc.usageOnly {
+			t.Errorf("ChunkIsUsageOnly(%s) = %v", tc.data, got)
+		}
+		if got := ChunkCarriesAnswer([]byte(tc.data)); got != tc.more {
+			t.Errorf("ChunkCarriesAnswer(%s) = %v", tc.data, got)
+		}
+		var c ChatCompletionChunk
+		if json.Unmarshal([]byte(tc.data), &c) == nil {
+			if IsUsageOnly(&c) != tc.usageOnly {
+				t.Errorf("IsUsageOnly disagrees on %s", tc.data)
+			}
+		}
+	}
+}

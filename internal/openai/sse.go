@@ -182,3 +182,15 @@ func WriteDone(w io.Writer) error {
 func IsDone(e Event) bool {
 	return string(bytes.TrimSpace(e.Data)) == "[DONE]"
 }
+
+// EventBuffered reports whether a whole next event has already been read from the
+// underlying reader, so that Next will return it without waiting. A relay uses it to
+// flush once per burst instead of once per event.
+func (s *SSEReader) EventBuffered() bool {
+	n := s.r.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := s.r.Peek(n)
+	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\r\r"))
+}
