@@ -83,7 +83,7 @@ func (g *Gateway) chat(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	c := x.call
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.maxBody))
+	body, err := g.readBody(w, r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -175,4 +176,18 @@ func (g *Gateway) adapt(h func(http.ResponseWriter, *http.Request) error) http.H
 			writeError(w, ae)
 		}
 	})
+}
+
+// readBody reads a request body of at most maxBody bytes, sized from Content-Length
+// when the client sent one, so a large agent request is read without regrowing.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, g.maxBody)
+	if n := r.ContentLength; n > 0 && n <= g.maxBody {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(body)
 }

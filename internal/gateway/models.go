@@ -34,7 +34,7 @@ func (g *Gateway) listModels(w http.ResponseWriter, _ *http.Request) error {
 // embeddings serves POST /v1/embeddings by passing the request to the backend of the
 // named model (with its upstream name) and its answer back unchanged.
 func (g *Gateway) embeddings(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.maxBody))
+	body, err := g.readBody(w, r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
