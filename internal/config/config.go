@@ -32,9 +32,80 @@ type Config struct {
 	Backends []Backend `koanf:"backends"`
 	// Models are the models clients may name, each served by one backend.
 	Models []Model `koanf:"models"`
+	// Privacy controls what recorded payloads may contain and how they are kept.
+	Privacy Privacy `koanf:"privacy"`
+	// Auth controls who may call the gateway and its admin API.
+	Auth Auth `koanf:"auth"`
 	// Aliases map a model name a client asks for (gpt-4o) to a configured model's Name.
 	// An alias may not shadow a model's name.
 	Aliases map[string]string `koanf:"aliases"`
+}
+
+// Privacy controls redaction and encryption of recorded payloads. Both happen in the
+// recorder, before anything is written, never on the request path.
+type Privacy struct {
+	// Redact replaces PII and secrets in recorded requests and responses with typed
+	// placeholders (<EMAIL_1>). Default true.
+	Redact bool `koanf:"redact"`
+	// PseudonymKeyFile names a file holding an HMAC key (any bytes, at least 32) that
+	// makes placeholders consistent across calls (<EMAIL_3f9a2c1b>), so that
+	// deduplication and clustering still see "the same customer". Unset: placeholders
+	// are numbered per call (<EMAIL_1>).
+	PseudonymKeyFile string `koanf:"pseudonym_key_file"`
+	// Rules are extra patterns to redact, each with the type its placeholder names.
+	Rules []RedactRule `koanf:"rules"`
+	// Deny lists literal values to redact wherever they appear (customer names, ids),
+	// matched case-insensitively.
+	Deny []DenyList `koanf:"deny"`
+	// Encryption seals payloads at rest. Without keys, payloads are stored redacted but
+	// in plaintext, and the server warns at start.
+	Encryption Encryption `koanf:"encryption"`
+}
+
+// RedactRule is a user pattern to redact.
+type RedactRule struct {
+	// Type names the placeholder: upper-case letters, digits and underscores.
+	Type string `koanf:"type"`
+	// Pattern is an RE2 regular expression.
+	Pattern string `koanf:"pattern"`
+}
+
+// DenyList is a list of literal values to redact, from the file and/or inline.
+type DenyList struct {
+	Type   string   `koanf:"type"`
+	Values []string `koanf:"values"`
+	// File holds one value a line; blank lines and lines starting with # are skipped.
+	File string `koanf:"file"`
+}
+
+// Encryption configures AES-256-GCM sealing of recorded payloads.
+type Encryption struct {
+	// Active is the id of the key that seals new records. Empty: no encryption.
+	Active string `koanf:"active"`
+	// Keys are every key that may have sealed a stored record, so that records sealed
+	// under an older key stay readable until `downshift keys encryption rotate` has
+	// re-sealed them under the active one.
+	Keys []EncryptionKey `koanf:"keys"`
+}
+
+// EncryptionKey is a 32-byte key, referenced by env var or file, never inline. The key
+// material is 64 hex digits or standard base64 (as `downshift keys encryption new`
+// writes it).
+type EncryptionKey struct {
+	ID   string `koanf:"id"`
+	Env  string `koanf:"env"`
+	File string `koanf:"file"`
+}
+
+// Auth controls access. Gateway keys and admin keys live in the store (created with
+// `downshift keys create`), hashed; this section only says whether keys are required.
+type Auth struct {
+	// Open serves agents without gateway keys (every call gets an empty client id).
+	// Off by default; the server warns at start when it is on.
+	Open bool `koanf:"open"`
+	// RefreshInterval is how often the server reloads keys from the store, so that a
+	// revoked key stops working within it. Default 5s.
+	RefreshInterval time.Duration `koanf:"refresh_interval"`
 }
 
 // Store selects where calls are kept.
@@ -157,7 +228,9 @@ func Default() Config {
 			Overflow:      OverflowBlock,
 			BlockTimeout:  50 * time.Millisecond,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:     Log{Level: "info", Format: "text"},
+		Privacy: Privacy{Redact: true},
+		Auth:    Auth{RefreshInterval: 5 * time.Second},
 	}
 }
 

@@ -28,7 +28,9 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 			QueueSize: 10000, BatchSize: 256, FlushInterval: 100 * time.Millisecond,
 			Overflow: "block", BlockTimeout: 50 * time.Millisecond,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:     Log{Level: "info", Format: "text"},
+		Privacy: Privacy{Redact: true},
+		Auth:    Auth{RefreshInterval: 5 * time.Second},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)
@@ -119,6 +121,15 @@ func TestFullConfigDecodesEveryValue(t *testing.T) {
 				Role: "candidate", ParamsB: 8, Price: Price{InputPerMTok: 0.02, OutputPerMTok: 0.05},
 			},
 		},
+		Privacy: Privacy{
+			Redact:           false,
+			PseudonymKeyFile: "/run/secrets/pseudonym.key",
+			Rules:            []RedactRule{{Type: "TICKET_ID", Pattern: "TCK-[0-9]{6}"}},
+			Deny:             []DenyList{{Type: "CUSTOMER", Values: []string{"Acme Corp"}, File: "/etc/downshift/customers.txt"}},
+			Encryption: Encryption{Active: "k2", Keys: []EncryptionKey{
+				{ID: "k1", File: "/run/secrets/downshift-k1.key"}, {ID: "k2", Env: "DOWNSHIFT_KEY_K2"}}},
+		},
+		Auth: Auth{Open: true, RefreshInterval: 2 * time.Second},
 		Aliases: map[string]string{
 			"gpt-4o":       "meta/llama-3.3-70b-instruct",
 			"gpt-4.1-mini": "meta/llama-3.1-8b-instruct",

@@ -102,18 +102,23 @@ func TestEnvOverrides(t *testing.T) {
 func TestEnvVarsAreDerivedFromKeys(t *testing.T) {
 	vars := EnvVars() // panics if two keys flatten to the same name
 	want := map[string]string{
-		"DOWNSHIFT_LISTEN":                "listen",
-		"DOWNSHIFT_MAX_BODY_BYTES":        "max_body_bytes",
-		"DOWNSHIFT_SHUTDOWN_TIMEOUT":      "shutdown_timeout",
-		"DOWNSHIFT_STORE_DRIVER":          "store.driver",
-		"DOWNSHIFT_STORE_DSN":             "store.dsn",
-		"DOWNSHIFT_RECORD_QUEUE_SIZE":     "record.queue_size",
-		"DOWNSHIFT_RECORD_BATCH_SIZE":     "record.batch_size",
-		"DOWNSHIFT_RECORD_FLUSH_INTERVAL": "record.flush_interval",
-		"DOWNSHIFT_RECORD_OVERFLOW":       "record.overflow",
-		"DOWNSHIFT_RECORD_BLOCK_TIMEOUT":  "record.block_timeout",
-		"DOWNSHIFT_LOG_LEVEL":             "log.level",
-		"DOWNSHIFT_LOG_FORMAT":            "log.format",
+		"DOWNSHIFT_LISTEN":                     "listen",
+		"DOWNSHIFT_MAX_BODY_BYTES":             "max_body_bytes",
+		"DOWNSHIFT_SHUTDOWN_TIMEOUT":           "shutdown_timeout",
+		"DOWNSHIFT_STORE_DRIVER":               "store.driver",
+		"DOWNSHIFT_STORE_DSN":                  "store.dsn",
+		"DOWNSHIFT_RECORD_QUEUE_SIZE":          "record.queue_size",
+		"DOWNSHIFT_RECORD_BATCH_SIZE":          "record.batch_size",
+		"DOWNSHIFT_RECORD_FLUSH_INTERVAL":      "record.flush_interval",
+		"DOWNSHIFT_RECORD_OVERFLOW":            "record.overflow",
+		"DOWNSHIFT_RECORD_BLOCK_TIMEOUT":       "record.block_timeout",
+		"DOWNSHIFT_LOG_LEVEL":                  "log.level",
+		"DOWNSHIFT_LOG_FORMAT":                 "log.format",
+		"DOWNSHIFT_PRIVACY_REDACT":             "privacy.redact",
+		"DOWNSHIFT_PRIVACY_PSEUDONYM_KEY_FILE": "privacy.pseudonym_key_file",
+		"DOWNSHIFT_PRIVACY_ENCRYPTION_ACTIVE":  "privacy.encryption.active",
+		"DOWNSHIFT_AUTH_OPEN":                  "auth.open",
+		"DOWNSHIFT_AUTH_REFRESH_INTERVAL":      "auth.refresh_interval",
 	}
 	if !reflect.DeepEqual(vars, want) {
 		t.Errorf("EnvVars() = %v\nwant %v", vars, want)

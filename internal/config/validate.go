@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ func (c Config) Validate() error {
 	v.backends(c.Backends)
 	v.models(c)
 	v.aliases(c)
+	v.privacy(c.Privacy)
+	v.auth(c.Auth)
 	return errors.Join(v.errs...)
 }
 
@@ -261,4 +264,58 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+var placeholderType = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,31}$`)
+
+func (v *validator) privacy(p Privacy) {
+	for i, r := range p.Rules {
+		key := fmt.Sprintf("privacy.rules[%d]", i)
+		if !placeholderType.MatchString(r.Type) {
+			v.add(key+".type", "must be upper-case letters, digits and underscores, starting with a letter")
+		}
+		if r.Pattern == "" {
+			v.add(key+".pattern", "must not be empty")
+		} else if re, err := regexp.Compile(r.Pattern); err != nil {
+			v.add(key+".pattern", "is not a valid RE2 expression: %v", err)
+		} else if re.MatchString("") {
+			v.add(key+".pattern", "matches the empty string")
+		}
+	}
+	for i, d := range p.Deny {
+		key := fmt.Sprintf("privacy.deny[%d]", i)
+		if !placeholderType.MatchString(d.Type) {
+			v.add(key+".type", "must be upper-case letters, digits and underscores, starting with a letter")
+		}
+		if len(d.Values) == 0 && d.File == "" {
+			v.add(key, "needs values or a file")
+		}
+	}
+	e := p.Encryption
+	ids := map[string]bool{}
+	for i, k := range e.Keys {
+		key := fmt.Sprintf("privacy.encryption.keys[%d]", i)
+		switch {
+		case k.ID == "":
+			v.add(key+".id", "must not be empty")
+		case ids[k.ID]:
+			v.add(key+".id", "duplicate key id %q", k.ID)
+		}
+		ids[k.ID] = true
+		if (k.Env == "") == (k.File == "") {
+			v.add(key, "set exactly one of env and file")
+		}
+	}
+	if e.Active != "" && !ids[e.Active] {
+		v.add("privacy.encryption.active", "names no key in privacy.encryption.keys")
+	}
+	if e.Active == "" && len(e.Keys) > 0 {
+		v.add("privacy.encryption.active", "must name the key that seals new records")
+	}
+}
+
+func (v *validator) auth(a Auth) {
+	if a.RefreshInterval <= 0 {
+		v.add("auth.refresh_interval", "must be greater than 0")
+	}
 }
