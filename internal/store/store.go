@@ -60,6 +60,16 @@ type Call struct {
 	// Simulated is true when the answer was invented by downshift's simulator.
 	Simulated bool
 
+	// Redactions counts what redaction replaced in Request and Response, by placeholder
+	// type ("EMAIL": 2); never the values. Nil when nothing was replaced (or redaction
+	// was off); stores return an empty map as nil.
+	Redactions map[string]int
+
+	// KeyID is the id of the encryption key that sealed Request and Response (see
+	// package seal); empty means they are plaintext JSON. Stores keep the payloads as
+	// the bytes given, so a sealed payload comes back sealed.
+	KeyID string
+
 	Request  []byte
 	Response []byte
 }
@@ -79,6 +89,22 @@ type Filter struct {
 	Ascending bool
 	// WithPayloads loads Request and Response; listings usually leave them out.
 	WithPayloads bool
+	// SealedUnder matches calls sealed under this key id (KeyID == SealedUnder).
+	SealedUnder string
+	// NotSealedUnder matches calls not sealed under this key id: sealed under another
+	// key, or plaintext (KeyID != NotSealedUnder). Key rotation uses it to find what is
+	// left to re-seal under the active key.
+	NotSealedUnder string
+}
+
+// PayloadUpdate replaces the payloads of one stored call and the id of the key that
+// sealed them (empty for plaintext). Request and Response are stored as given, whole:
+// a nil one becomes empty.
+type PayloadUpdate struct {
+	ID       string
+	KeyID    string
+	Request  []byte
+	Response []byte
 }
 
 // Status filters for Filter.Status.
@@ -99,6 +125,12 @@ type Store interface {
 	ListCalls(ctx context.Context, f Filter) ([]Call, error)
 	// CountCalls returns how many calls match f (Limit is ignored).
 	CountCalls(ctx context.Context, f Filter) (int, error)
+	// UpdatePayloads replaces the payloads and key ids of stored calls in one
+	// transaction: all or none. An update naming a call that is not stored fails the
+	// batch with ErrNotFound. It is how key rotation re-seals calls; nothing else
+	// about a call ever changes once written. Implementations make the bytes replaced
+	// as hard to recover from their files as the engine allows (see each one's doc).
+	UpdatePayloads(ctx context.Context, updates []PayloadUpdate) error
 	// Check reports whether the store can be written now (for /readyz).
 	Check(ctx context.Context) error
 	// Close releases the store.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -34,6 +35,13 @@ const busyTimeout = 5 * time.Second
 // SQLite admits one writer at a time, so DB holds two pools: a single write connection,
 // which serialises this process's writes in Go instead of in SQLite's busy loop, and a
 // pool of read-only connections that WAL mode lets read while the writer writes.
+//
+// The writer runs with secure_delete on, so that the bytes of a payload UpdatePayloads
+// replaces are overwritten with zeros in the database file rather than left in free
+// pages; UpdatePayloads then checkpoints and truncates the write-ahead log, which holds
+// the old page images too. That scrubs a plaintext payload re-sealed by key rotation
+// from both files, unless another process keeps a read transaction open through the
+// checkpoint's busy timeout: then the old frames stay in the log until it is reused.
 type DB struct {
 	write *sql.DB
 	read  *sql.DB
@@ -57,7 +65,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	// write lock at BEGIN, so a transaction never fails halfway when another process
 	// holds it but waits for busy_timeout instead.
 	write, err := sql.Open("sqlite", path+"?"+pragmas+
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=secure_delete(1)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -121,10 +129,10 @@ func (db *DB) Check(ctx context.Context) error {
 const callColumns = `id, started_at, finished_at, client_id, workload, fingerprint,
 	requested_model, served_model, backend, route, stream, status, error_type, error_message,
 	prompt_tokens, completion_tokens, cached_tokens, tokens_estimated, latency_us, ttft_us,
-	cost_usd, simulated`
+	cost_usd, simulated, redactions, key_id`
 
 const insertCall = `INSERT INTO calls (` + callColumns + `, request, response)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // InsertCalls writes calls in one transaction: all or none.
 func (db *DB) InsertCalls(ctx context.Context, calls []store.Call) (err error) {
@@ -159,6 +167,7 @@ func (db *DB) InsertCalls(ctx context.Context, calls []store.Call) (err error) {
 			c.Status, c.ErrorType, c.ErrorMessage,
 			c.PromptTokens, c.CompletionTokens, c.CachedTokens, c.TokensEstimated,
 			c.Latency.Microseconds(), c.TTFT.Microseconds(), c.CostUSD, c.Simulated,
+			redactionsJSON(c.Redactions), c.KeyID,
 			blob(c.Request), blob(c.Response))
 		if err != nil {
 			if isConstraint(err) {
@@ -181,9 +190,73 @@ func blob(b []byte) []byte {
 	return b
 }
 
+// redactionsJSON is the redactions column: a JSON object, or NULL when there are none.
+func redactionsJSON(r map[string]int) any {
+	if len(r) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(err) // a map[string]int always marshals
+	}
+	return string(b)
+}
+
 func isConstraint(err error) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
+
+// UpdatePayloads replaces the payloads and key ids of calls in one transaction: all or
+// none, store.ErrNotFound when a call is missing. After the commit it truncates the
+// write-ahead log (see DB) so that the replaced bytes do not linger in it.
+func (db *DB) UpdatePayloads(ctx context.Context, updates []store.PayloadUpdate) (err error) {
+	if len(updates) == 0 {
+		return nil
+	}
+	for i := range updates {
+		if updates[i].ID == "" {
+			return fmt.Errorf("sqlite: update payloads: update %d has no id", i)
+		}
+	}
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: update payloads: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	stmt, err := tx.PrepareContext(ctx, `UPDATE calls SET key_id = ?, request = ?, response = ? WHERE id = ?`)
+	if err != nil {
+		return fmt.Errorf("sqlite: update payloads: %w", err)
+	}
+	defer stmt.Close()
+	for i := range updates {
+		u := &updates[i]
+		res, err := stmt.ExecContext(ctx, u.KeyID, blob(u.Request), blob(u.Response), u.ID)
+		if err != nil {
+			return fmt.Errorf("sqlite: update payloads of %s: %w", u.ID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlite: update payloads of %s: %w", u.ID, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("sqlite: update payloads: call %s: %w", u.ID, store.ErrNotFound)
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: update payloads: commit: %w", err)
+	}
+	// TRUNCATE waits (up to busy_timeout) for readers of older snapshots, copies the log
+	// into the database and empties the log file. Its outcome is not the batch's: the
+	// batch is committed, so an error here must not read as "none", and a checkpoint
+	// that could not finish is tried again after the next batch (and by SQLite's own
+	// automatic checkpoints).
+	_, _ = db.write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	return nil
 }
 
 // GetCall returns one call with its payloads, or store.ErrNotFound.
@@ -288,6 +361,12 @@ func whereClause(f store.Filter) (string, []any, error) {
 	if f.AfterID != "" {
 		add("id > ?", f.AfterID)
 	}
+	if f.SealedUnder != "" {
+		add("key_id = ?", f.SealedUnder)
+	}
+	if f.NotSealedUnder != "" {
+		add("key_id != ?", f.NotSealedUnder)
+	}
 	if len(conds) == 0 {
 		return "", nil, nil
 	}
@@ -299,13 +378,23 @@ func scanCall(scan func(dest ...any) error, withPayloads bool) (store.Call, erro
 		c                                store.Call
 		started, finished, latency, ttft int64
 		route                            string
+		redactions                       sql.NullString
 	)
 	err := scan(&c.ID, &started, &finished, &c.ClientID, &c.Workload, &c.Fingerprint,
 		&c.RequestedModel, &c.ServedModel, &c.Backend, &route, &c.Stream, &c.Status,
 		&c.ErrorType, &c.ErrorMessage, &c.PromptTokens, &c.CompletionTokens, &c.CachedTokens,
-		&c.TokensEstimated, &latency, &ttft, &c.CostUSD, &c.Simulated, &c.Request, &c.Response)
+		&c.TokensEstimated, &latency, &ttft, &c.CostUSD, &c.Simulated, &redactions, &c.KeyID,
+		&c.Request, &c.Response)
 	if err != nil {
 		return store.Call{}, err
+	}
+	if redactions.Valid && redactions.String != "" {
+		if err := json.Unmarshal([]byte(redactions.String), &c.Redactions); err != nil {
+			return store.Call{}, fmt.Errorf("call %s: redactions column: %w", c.ID, err)
+		}
+		if len(c.Redactions) == 0 {
+			c.Redactions = nil
+		}
 	}
 	c.StartedAt = time.UnixMicro(started).UTC()
 	c.FinishedAt = time.UnixMicro(finished).UTC()

@@ -41,6 +41,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"InsertEmptyBatchIsNoop", testEmptyBatch},
 		{"ConcurrentInsertsAllLand", testConcurrent},
 		{"CheckWritable", testCheck},
+		{"UpdatePayloadsReplacesOnlyPayloadsAndKey", testUpdatePayloads},
+		{"UpdatePayloadsIsAllOrNothing", testUpdateAtomic},
+		{"UpdatePayloadsWithoutIDFails", testUpdateMissingID},
+		{"UpdatePayloadsEmptyBatchIsNoop", testUpdateEmptyBatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,6 +93,8 @@ func fullCall(i int) store.Call {
 		TTFT:             98765 * time.Nanosecond,
 		CostUSD:          0.00123456789,
 		Simulated:        true,
+		Redactions:       map[string]int{"EMAIL": 2, "CREDIT_CARD": 1},
+		KeyID:            "k1",
 		Request:          []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"héllo 👋"}]}`),
 		Response:         []byte(`{"error":{"message":"no","type":"upstream_error"}}`),
 	}
@@ -105,6 +111,9 @@ func stored(c store.Call) store.Call {
 	}
 	if len(c.Response) == 0 {
 		c.Response = nil
+	}
+	if len(c.Redactions) == 0 {
+		c.Redactions = nil
 	}
 	return c
 }
@@ -168,10 +177,18 @@ func testRoundTrip(t *testing.T, s store.Store) {
 	okCall.Status, okCall.ErrorType, okCall.ErrorMessage = 200, "", ""
 	okCall.Route, okCall.Stream, okCall.Simulated, okCall.TokensEstimated = store.RouteCandidate, false, false, false
 	okCall.CostUSD = 0
+	noRedactions := fullCall(7)
+	noRedactions.Redactions, noRedactions.KeyID = map[string]int{}, ""
+	// Sealed payloads are random-looking bytes, NULs and invalid UTF-8 included, and
+	// must come back exactly.
+	sealed := fullCall(8)
+	sealed.Request, sealed.Response = randomBytes(t, 20<<10), randomBytes(t, 1<<10)
+	sealed.Request[0], sealed.Response[len(sealed.Response)-1] = 0, 0
 
 	cases := map[string]store.Call{
 		"full": full, "zero": zero, "empty payloads": emptyPayloads, "big payloads": bigPayloads,
 		"local time zone": inZone, "binary payload": binary, "ok call": okCall,
+		"empty redactions, plaintext": noRedactions, "sealed payloads": sealed,
 	}
 	var all []store.Call
 	for _, c := range cases {
@@ -190,6 +207,14 @@ func testRoundTrip(t *testing.T, s store.Store) {
 	if !zeroTimeRoundTrips(t, s, zero.ID) {
 		t.Errorf("zero StartedAt did not come back as the zero time")
 	}
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func zeroTimeRoundTrips(t *testing.T, s store.Store, id string) bool {
@@ -235,19 +260,20 @@ func testNotFound(t *testing.T, s store.Store) {
 // filterFixture inserts calls that differ in every filtered field and returns them by name.
 func filterFixture(t *testing.T, s store.Store) map[string]store.Call {
 	t.Helper()
-	mk := func(i int, workload, requested, served string, status int) store.Call {
+	mk := func(i int, workload, requested, served string, status int, keyID string) store.Call {
 		c := fullCall(i)
 		c.Workload, c.RequestedModel, c.ServedModel, c.Status = workload, requested, served, status
+		c.KeyID = keyID
 		return c
 	}
 	calls := map[string]store.Call{
-		"a": mk(0, "route", "gpt-4o", "llama-70b", 200),
-		"b": mk(1, "route", "gpt-4o", "nano-9b", 200),
-		"c": mk(2, "extract", "gpt-4o", "llama-70b", 502),
-		"d": mk(3, "extract", "claude", "claude", 429),
-		"e": mk(4, "", "nano-9b", "nano-9b", 201),
-		"f": mk(5, "route", "gpt-4o", "llama-70b", 399),
-		"g": mk(6, "route", "gpt-4o", "llama-70b", 400),
+		"a": mk(0, "route", "gpt-4o", "llama-70b", 200, "k1"),
+		"b": mk(1, "route", "gpt-4o", "nano-9b", 200, "k2"),
+		"c": mk(2, "extract", "gpt-4o", "llama-70b", 502, ""),
+		"d": mk(3, "extract", "claude", "claude", 429, "k1"),
+		"e": mk(4, "", "nano-9b", "nano-9b", 201, ""),
+		"f": mk(5, "route", "gpt-4o", "llama-70b", 399, "k2"),
+		"g": mk(6, "route", "gpt-4o", "llama-70b", 400, "k1"),
 	}
 	var all []store.Call
 	for _, c := range calls {
@@ -281,6 +307,13 @@ func testFilters(t *testing.T, s store.Store) {
 		{"after id", store.Filter{AfterID: calls["d"].ID}, "efg"},
 		{"combined", store.Filter{Workload: "route", Model: "llama-70b", Status: store.StatusOK, Since: at(0), Until: at(6)}, "af"},
 		{"combined after id", store.Filter{Workload: "route", Status: store.StatusError, AfterID: calls["a"].ID}, "g"},
+		{"sealed under", store.Filter{SealedUnder: "k1"}, "adg"},
+		{"sealed under unknown key", store.Filter{SealedUnder: "k9"}, ""},
+		{"not sealed under includes plaintext", store.Filter{NotSealedUnder: "k1"}, "bcef"},
+		{"not sealed under other key", store.Filter{NotSealedUnder: "k2"}, "acdeg"},
+		{"not sealed under unknown key", store.Filter{NotSealedUnder: "k9"}, "abcdefg"},
+		{"not sealed under after id", store.Filter{NotSealedUnder: "k2", AfterID: calls["c"].ID}, "deg"},
+		{"sealed under and workload", store.Filter{SealedUnder: "k1", Workload: "extract"}, "d"},
 	}
 	ctx := context.Background()
 	for _, tt := range tests {
@@ -518,5 +551,94 @@ func testConcurrent(t *testing.T, s store.Store) {
 func testCheck(t *testing.T, s store.Store) {
 	if err := s.Check(context.Background()); err != nil {
 		t.Errorf("Check = %v", err)
+	}
+}
+
+func testUpdatePayloads(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a, b, untouched := fullCall(0), fullCall(1), fullCall(2)
+	b.KeyID = ""
+	insert(t, s, a, b, untouched)
+
+	sealed := randomBytes(t, 4096)
+	updates := []store.PayloadUpdate{
+		// plaintext -> sealed under k2, with a payload of a different size
+		{ID: b.ID, KeyID: "k2", Request: sealed, Response: sealed[:100]},
+		// sealed -> plaintext, one payload emptied
+		{ID: a.ID, KeyID: "", Request: []byte(`{"opened":true}`), Response: nil},
+	}
+	if err := s.UpdatePayloads(ctx, updates); err != nil {
+		t.Fatalf("UpdatePayloads: %v", err)
+	}
+
+	wantB := stored(b)
+	wantB.KeyID, wantB.Request, wantB.Response = "k2", sealed, sealed[:100]
+	wantA := stored(a)
+	wantA.KeyID, wantA.Request, wantA.Response = "", []byte(`{"opened":true}`), nil
+	for _, want := range []store.Call{wantA, wantB, stored(untouched)} {
+		got, err := s.GetCall(ctx, want.ID)
+		if err != nil {
+			t.Fatalf("GetCall: %v", err)
+		}
+		if d := diff(got, want); d != "" {
+			t.Errorf("call %s after UpdatePayloads: %s", want.ID, d)
+		}
+	}
+	// Filters see the new key ids.
+	if n, err := s.CountCalls(ctx, store.Filter{NotSealedUnder: "k1"}); err != nil || n != 2 {
+		t.Errorf("CountCalls(NotSealedUnder k1) = %d, %v; want 2 (a now plaintext, b under k2)", n, err)
+	}
+}
+
+func testUpdateAtomic(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a, b := fullCall(0), fullCall(1)
+	insert(t, s, a, b)
+	missing := newID(base.Add(time.Hour))
+	err := s.UpdatePayloads(ctx, []store.PayloadUpdate{
+		{ID: a.ID, KeyID: "k2", Request: []byte("new-a")},
+		{ID: missing, KeyID: "k2", Request: []byte("new-missing")},
+		{ID: b.ID, KeyID: "k2", Request: []byte("new-b")},
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UpdatePayloads naming a missing call = %v, want ErrNotFound", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("error %v does not name the missing call %s", err, missing)
+	}
+	for _, c := range []store.Call{a, b} {
+		got, err := s.GetCall(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := diff(got, stored(c)); d != "" {
+			t.Errorf("call %s changed by a failed batch: %s", c.ID, d)
+		}
+	}
+	// The store is still usable after a failed batch.
+	if err := s.UpdatePayloads(ctx, []store.PayloadUpdate{{ID: a.ID, KeyID: "k2", Request: []byte("x")}}); err != nil {
+		t.Errorf("UpdatePayloads after a failed batch: %v", err)
+	}
+}
+
+func testUpdateMissingID(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := fullCall(0)
+	insert(t, s, a)
+	if err := s.UpdatePayloads(ctx, []store.PayloadUpdate{{ID: a.ID, KeyID: "k2"}, {KeyID: "k2"}}); err == nil {
+		t.Fatal("UpdatePayloads with an update without id: no error")
+	}
+	got, err := s.GetCall(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diff(got, stored(a)); d != "" {
+		t.Errorf("call changed by a refused batch: %s", d)
+	}
+}
+
+func testUpdateEmptyBatch(t *testing.T, s store.Store) {
+	if err := s.UpdatePayloads(context.Background(), nil); err != nil {
+		t.Errorf("UpdatePayloads(nil) = %v", err)
 	}
 }
