@@ -1,0 +1,283 @@
+package redact
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// ErrNotJSON is wrapped by RedactCall's error when a payload is not valid JSON. The
+// payload was then redacted as plain text, and what RedactCall returned is still safe
+// to store.
+var ErrNotJSON = errors.New("redact: payload is not JSON")
+
+// field is one string in a call's JSON that holds content: s.text is the token
+// s.doc[a:b] (quotes included) decoded.
+type field struct {
+	a, b int
+	text string
+	// whole is set when the payload was not JSON and the field is all of it.
+	whole bool
+
+	spans []span    // when text is free text
+	plan  *jsonPlan // when text is itself a JSON document
+}
+
+// RedactCall redacts one recorded call: the request as the client sent it and the
+// response as one chat.completion or an OpenAI error body. It redacts the content of
+// every message (strings and text parts; system prompts and tool results included),
+// the names of participants, refusals, and tool-call arguments (a JSON string that
+// holds JSON: its string values are redacted and it stays valid JSON), in the request's
+// messages and in the response's choices, and an error's message. Keys, roles, ids,
+// model and tool names, tools and every other field are left as they are, byte for
+// byte. Placeholders are numbered across the request and the response.
+//
+// When nothing is found, the inputs are returned as they are. A payload that is not
+// JSON is redacted as text and err wraps ErrNotJSON.
+func (r *Redactor) RedactCall(request, response []byte) (req2, resp2 []byte, sum Summary, err error) {
+	st := &State{}
+	req2, resp2, err = r.redactCall(request, response, st)
+	return req2, resp2, st.Summary(), err
+}
+
+func (r *Redactor) redactCall(request, response []byte, st *State) (req2, resp2 []byte, err error) {
+	var docs [2]string
+	var fields [2][]field
+	var errs []error
+	for d, raw := range [2][]byte{request, response} {
+		if len(strings.TrimSpace(string(raw))) == 0 {
+			continue
+		}
+		docs[d] = string(raw)
+		if !gjson.Valid(docs[d]) {
+			fields[d] = []field{{a: 0, b: len(raw), text: docs[d], whole: true}}
+			errs = append(errs, fmt.Errorf("%w: %s", ErrNotJSON, [2]string{"request", "response"}[d]))
+		} else if d == 0 {
+			fields[d] = requestFields(docs[d])
+		} else {
+			fields[d] = responseFields(docs[d])
+		}
+	}
+	// Find first, everywhere, so that a value found in one field (a phone number after
+	// "call me at") is replaced in every other field too.
+	var values []typedValue
+	for d := range fields {
+		for i := range fields[d] {
+			f := &fields[d][i]
+			r.planField(f)
+			values = f.values(values)
+		}
+	}
+	err = errors.Join(errs...)
+	if len(values) == 0 {
+		return request, response, err
+	}
+	out := [2][]byte{request, response}
+	for d := range fields {
+		var buf []byte
+		last := 0
+		changed := false
+		for i := range fields[d] {
+			f := &fields[d][i]
+			text, ok := r.applyField(f, values, st)
+			if !ok {
+				continue
+			}
+			if !changed {
+				buf = make([]byte, 0, len(docs[d])+len(docs[d])/16)
+				changed = true
+			}
+			buf = append(buf, docs[d][last:f.a]...)
+			if f.whole {
+				buf = append(buf, text...)
+			} else {
+				buf = appendQuoted(buf, text)
+			}
+			last = f.b
+		}
+		if changed {
+			out[d] = append(buf, docs[d][last:]...)
+		}
+	}
+	return out[0], out[1], err
+}
+
+// planField finds what to replace in a field, as free text or, when the text is a JSON
+// object or array (tool results, tool-call arguments), value by value.
+func (r *Redactor) planField(f *field) {
+	t := strings.TrimSpace(f.text)
+	if len(t) >= 2 && (t[0] == '{' || t[0] == '[') && gjson.Valid(f.text) {
+		f.plan = r.planJSON(f.text)
+		return
+	}
+	f.spans = r.findText(f.text)
+}
+
+// values appends the values found in the field.
+func (f *field) values(out []typedValue) []typedValue {
+	for _, sp := range f.spans {
+		out = append(out, typedValue{sp.typ, f.text[sp.start:sp.end]})
+	}
+	if f.plan != nil {
+		for _, e := range f.plan.edits {
+			for _, sp := range e.spans {
+				out = append(out, typedValue{sp.typ, e.value[sp.start:sp.end]})
+			}
+		}
+	}
+	return out
+}
+
+// applyField returns the field's redacted text, or false when nothing changed.
+func (r *Redactor) applyField(f *field, values []typedValue, st *State) (string, bool) {
+	if f.plan != nil {
+		return r.applyPlan(f.text, f.plan, values, st)
+	}
+	spans := sweep(f.text, f.spans, placeholders(f.text), values)
+	if len(spans) == 0 {
+		return "", false
+	}
+	return r.apply(f.text, spans, st), true
+}
+
+// requestFields returns the content-bearing strings of a chat-completion request.
+func requestFields(doc string) []field {
+	var out []field
+	p := &jr{s: doc}
+	p.object(func(key string) {
+		if key == "messages" {
+			p.array(func() { out = messageFields(p, out) })
+			return
+		}
+		p.skipValue()
+	})
+	return out
+}
+
+// responseFields returns the content-bearing strings of a chat.completion (or chunk)
+// or an error body.
+func responseFields(doc string) []field {
+	var out []field
+	p := &jr{s: doc}
+	p.object(func(key string) {
+		switch key {
+		case "choices":
+			p.array(func() {
+				p.object(func(key string) {
+					if key == "message" || key == "delta" {
+						out = messageFields(p, out)
+						return
+					}
+					p.skipValue()
+				})
+			})
+		case "error":
+			p.object(func(key string) {
+				if key == "message" {
+					out = stringField(p, out)
+					return
+				}
+				p.skipValue()
+			})
+		default:
+			p.skipValue()
+		}
+	})
+	return out
+}
+
+// stringField appends the string at p.i as a field (and skips any other value).
+func stringField(p *jr, out []field) []field {
+	if p.peek() != '"' {
+		p.skipValue()
+		return out
+	}
+	a, b := p.str()
+	return append(out, field{a: a, b: b, text: unquote(p.s[a:b])})
+}
+
+// messageFields appends the fields of the message object at p.i.
+func messageFields(p *jr, out []field) []field {
+	var role string
+	var name []field
+	p.object(func(key string) {
+		switch key {
+		case "role":
+			if p.peek() == '"' {
+				a, b := p.str()
+				role = unquote(p.s[a:b])
+			} else {
+				p.skipValue()
+			}
+		case "content":
+			switch p.peek() {
+			case '"':
+				out = stringField(p, out)
+			case '[':
+				p.array(func() {
+					p.object(func(key string) {
+						if key == "text" || key == "refusal" {
+							out = stringField(p, out)
+							return
+						}
+						p.skipValue()
+					})
+				})
+			default:
+				p.skipValue()
+			}
+		case "refusal":
+			out = stringField(p, out)
+		case "name":
+			name = stringField(p, name)
+		case "tool_calls":
+			p.array(func() {
+				p.object(func(key string) {
+					if key == "function" {
+						out = argumentsField(p, out)
+						return
+					}
+					p.skipValue()
+				})
+			})
+		case "function_call":
+			out = argumentsField(p, out)
+		default:
+			p.skipValue()
+		}
+	})
+	// The name of a tool message is the tool's; a user's or an assistant's may be a
+	// person's.
+	if role != "tool" && role != "function" {
+		out = mergeByPosition(out, name)
+	}
+	return out
+}
+
+func argumentsField(p *jr, out []field) []field {
+	p.object(func(key string) {
+		if key == "arguments" {
+			out = stringField(p, out)
+			return
+		}
+		p.skipValue()
+	})
+	return out
+}
+
+// mergeByPosition inserts extra into out keeping document order (extra holds at most
+// the one name of a message, which may come before its content).
+func mergeByPosition(out, extra []field) []field {
+	for _, f := range extra {
+		i := len(out)
+		for i > 0 && out[i-1].a > f.a {
+			i--
+		}
+		out = append(out, field{})
+		copy(out[i+1:], out[i:])
+		out[i] = f
+	}
+	return out
+}
