@@ -3,7 +3,7 @@ package openai
 import (
 	"bytes"
 	"encoding/json"
-	"unsafe"
+	"strings"
 
 	"github.com/tidwall/gjson"
 )
@@ -68,183 +68,295 @@ func headOf(req *ChatRequest) *Head {
 	return h
 }
 
-// scanFast reads a Head from a well-formed request; ok is false when the body is not
-// plainly well-formed (the caller then decodes it fully for a precise verdict).
+// scanFast reads a Head from a well-formed request in one validating pass; ok is false
+// when the body is not plainly well-formed (the caller then decodes it fully for a
+// precise verdict). Anything the decoder might read differently (repeated or escaped
+// keys, keys that differ only in case where the decoder ignores case) also makes it
+// give up rather than guess.
 func scanFast(body []byte) (h *Head, ok bool) {
-	if !gjson.ValidBytes(body) {
-		return nil, false
-	}
-	// gjson reads strings; aliasing the bytes avoids copying the body. The body is
-	// never modified while the Head's strings are in use (they are copied out below
-	// where they outlive the call: Model, Workload, tool names are small).
-	root := gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body)))
-	if !root.IsObject() {
-		return nil, false
-	}
+	s := &jsonScanner{b: body}
 	h = &Head{modelStart: -1, streamOptsAt: -1}
 	ok = true
-	seen := map[string]bool{}
-	root.ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "model", "stream", "stream_options", "messages", "tools", "metadata", "response_format":
-			if seen[k.Str] {
-				ok = false // repeated keys: leave the last-one-wins rule to the decoder
-				return false
-			}
-			seen[k.Str] = true
-		default:
-			return true
+	var seen [7]bool
+	once := func(i int) bool {
+		if seen[i] {
+			ok = false // repeated keys: leave the last-one-wins rule to the decoder
 		}
-		switch k.Str {
-		case "model":
-			if v.Type != gjson.String || v.Str == "" {
+		seen[i] = true
+		return ok
+	}
+	if s.peek() != '{' {
+		return nil, false
+	}
+	s.object(func(ks, ke int) {
+		if s.keyEscaped {
+			ok = false
+		}
+		switch {
+		case !ok:
+			s.fail()
+		case s.key(ks, ke, "model") && once(0):
+			vs, ve, kind := s.value()
+			if kind != '"' {
 				ok = false
+				return
 			}
-			h.Model = clone(v.Str)
-			h.modelStart, h.modelEnd = v.Index, v.Index+len(v.Raw)
-		case "stream":
-			switch v.Type {
-			case gjson.True:
+			h.Model, ok = s.text(vs+1, ve-1, s.escaped)
+			h.modelStart, h.modelEnd = vs, ve
+		case s.key(ks, ke, "stream") && once(1):
+			_, _, kind := s.value()
+			switch kind {
+			case 't':
 				h.Stream = true
-			case gjson.False, gjson.Null:
+			case 'f', 'n':
 			default:
 				ok = false
 			}
-		case "stream_options":
-			switch {
-			case v.IsObject():
-				iu := v.Get("include_usage")
-				switch iu.Type {
-				case gjson.True:
-					h.IncludeUsage = true
-				case gjson.False, gjson.Null:
-				default:
-					ok = false
-				}
-				h.streamOptsAt, h.streamOptsEnd = v.Index, v.Index+len(v.Raw)
-			case v.Type == gjson.Null:
-				h.streamOptsAt, h.streamOptsEnd = v.Index, v.Index+len(v.Raw)
+		case s.key(ks, ke, "stream_options") && once(2):
+			h.streamOptsAt = s.i
+			switch s.peek() {
+			case '{':
+				s.object(func(ks, ke int) {
+					if caseFold(s, ks, ke, "include_usage") {
+						_, _, kind := s.value()
+						switch kind {
+						case 't':
+							h.IncludeUsage = true
+						case 'f', 'n':
+						default:
+							ok = false
+						}
+						return
+					}
+					s.value()
+				})
+			case 'n':
+				s.value()
 			default:
 				ok = false
+				s.value()
 			}
-		case "messages":
-			ok = h.scanMessages(v)
-		case "tools":
-			ok = h.scanTools(v)
-		case "metadata":
-			switch {
-			case v.IsObject():
-				if w := v.Get("workload"); w.Exists() {
-					if w.Type != gjson.String {
+			h.streamOptsEnd = s.i
+		case s.key(ks, ke, "messages") && once(3):
+			if s.peek() != '[' {
+				ok = false
+				s.value()
+				return
+			}
+			s.array(func() { ok = ok && h.scanMessage(s) })
+		case s.key(ks, ke, "tools") && once(4):
+			switch s.peek() {
+			case '[':
+				s.array(func() { ok = ok && h.scanTool(s) })
+			case 'n':
+				s.value()
+			default:
+				ok = false
+				s.value()
+			}
+		case s.key(ks, ke, "metadata") && once(5):
+			switch s.peek() {
+			case '{':
+				s.object(func(ks, ke int) {
+					if s.keyEscaped {
 						ok = false
 					}
-					h.Workload = clone(w.Str)
-				}
-			case v.Type != gjson.Null:
+					if s.key(ks, ke, "workload") {
+						vs, ve, kind := s.value()
+						if kind != '"' {
+							ok = false
+							return
+						}
+						var good bool
+						h.Workload, good = s.text(vs+1, ve-1, s.escaped)
+						ok = ok && good
+						return
+					}
+					s.value()
+				})
+			case 'n':
+				s.value()
+			default:
 				ok = false
+				s.value()
 			}
-		case "response_format":
-			switch {
-			case v.IsObject():
-				t := v.Get("type")
-				if t.Type != gjson.String {
-					ok = false
-				}
-				h.ResponseType = clone(t.Str)
-			case v.Type != gjson.Null:
+		case s.key(ks, ke, "response_format") && once(6):
+			switch s.peek() {
+			case '{':
+				s.object(func(ks, ke int) {
+					if caseFold(s, ks, ke, "type") {
+						vs, ve, kind := s.value()
+						if kind != '"' {
+							ok = false
+							return
+						}
+						var good bool
+						h.ResponseType, good = s.text(vs+1, ve-1, s.escaped)
+						ok = ok && good
+						return
+					}
+					s.value()
+				})
+			case 'n':
+				s.value()
+			default:
 				ok = false
+				s.value()
 			}
+		default:
+			s.value()
 		}
-		return ok
 	})
-	if !ok || h.Model == "" || h.Messages == 0 {
+	if s.bad || !ok || s.peek() != 0 || h.Model == "" || h.Messages == 0 || h.modelStart < 0 {
 		return nil, false
 	}
 	h.closeAt = closingBrace(body)
 	return h, h.closeAt > 0
 }
 
-func (h *Head) scanMessages(v gjson.Result) bool {
-	if !v.IsArray() {
+// caseFold reports whether the key is name. The decoder matches keys of nested
+// option objects without regard to case, so a key equal to name only when case is
+// ignored (or escaped) makes the scan give up, leaving the verdict to the decoder.
+func caseFold(s *jsonScanner, ks, ke int, name string) bool {
+	if s.keyEscaped {
+		s.fail()
 		return false
 	}
-	ok := true
-	v.ForEach(func(_, m gjson.Result) bool {
-		h.Messages++
-		if !m.IsObject() {
-			ok = false
-			return false
+	if s.key(ks, ke, name) {
+		return true
+	}
+	if ke-ks == len(name) && strings.EqualFold(string(s.b[ks:ke]), name) {
+		s.fail()
+	}
+	return false
+}
+
+// scanMessage reads one element of messages: an object with a valid role; the first
+// system or developer message's content is kept.
+func (h *Head) scanMessage(s *jsonScanner) bool {
+	h.Messages++
+	if s.peek() != '{' {
+		s.value()
+		return false
+	}
+	role := ""
+	roleSeen := false
+	cs, ce := -1, -1
+	var contentKind byte
+	good := true
+	s.object(func(ks, ke int) {
+		if s.keyEscaped {
+			good = false
 		}
-		role := m.Get("role")
-		if role.Type != gjson.String || !validRoles[role.Str] {
-			ok = false
-			return false
-		}
-		if !h.HasSystem && (role.Str == "system" || role.Str == "developer") {
-			c := m.Get("content")
-			switch c.Type {
-			case gjson.String:
-				h.System = Content{Text: clone(c.Str)}
-			case gjson.Null:
-				h.System = Content{IsNull: true}
-			default:
-				if !c.IsArray() || json.Unmarshal([]byte(c.Raw), &h.System) != nil {
-					ok = false
-					return false
-				}
+		switch {
+		case s.key(ks, ke, "role"):
+			vs, ve, kind := s.value()
+			if kind != '"' || roleSeen {
+				good = false
+				return
 			}
-			h.HasSystem = true
+			roleSeen = true
+			role, good = s.text(vs+1, ve-1, s.escaped)
+		case s.key(ks, ke, "content"):
+			if cs >= 0 {
+				good = false
+			}
+			cs, ce, contentKind = s.value()
+		default:
+			s.value()
 		}
-		return true
 	})
-	return ok && h.Messages > 0
-}
-
-func (h *Head) scanTools(v gjson.Result) bool {
-	if v.Type == gjson.Null {
-		return true
-	}
-	if !v.IsArray() {
+	if s.bad || !good || !validRoles[role] {
 		return false
 	}
-	ok := true
-	v.ForEach(func(_, t gjson.Result) bool {
-		typ := t.Get("type")
-		if !t.IsObject() || typ.Type != gjson.String {
-			ok = false
-			return false
-		}
-		if typ.Str != "function" {
-			// Other tool kinds (custom, ...) pass through unread, as in DecodeChatRequest.
-			h.ToolNames = append(h.ToolNames, "")
-			return true
-		}
-		name := t.Get("function.name")
-		if name.Type != gjson.String || name.Str == "" {
-			ok = false
-			return false
-		}
-		h.ToolNames = append(h.ToolNames, clone(name.Str))
-		return true
-	})
-	return ok
-}
-
-// clone copies s so that it does not alias the request body.
-func clone(s string) string { return string([]byte(s)) }
-
-func closingBrace(b []byte) int {
-	for i := len(b) - 1; i >= 0; i-- {
-		switch b[i] {
-		case '}':
-			return i
-		case ' ', '\t', '\r', '\n':
+	if !h.HasSystem && (role == "system" || role == "developer") {
+		h.HasSystem = true
+		switch contentKind {
+		case 0, 'n':
+			h.System = Content{IsNull: true}
+		case '"':
+			text, ok := s.text(cs+1, ce-1, bytesHasBackslash(s.b[cs:ce]))
+			if !ok {
+				return false
+			}
+			h.System = Content{Text: text}
+		case '[':
+			if json.Unmarshal(s.b[cs:ce], &h.System) != nil {
+				return false
+			}
 		default:
-			return -1
+			return false
 		}
 	}
-	return -1
+	return true
 }
+
+// scanTool reads one element of tools: its type and, for a function, its name.
+func (h *Head) scanTool(s *jsonScanner) bool {
+	if s.peek() != '{' {
+		s.value()
+		return false
+	}
+	typ, name := "", ""
+	typSeen, fnSeen := false, false
+	good := true
+	s.object(func(ks, ke int) {
+		if s.keyEscaped {
+			good = false
+		}
+		switch {
+		case s.key(ks, ke, "type"):
+			vs, ve, kind := s.value()
+			if kind != '"' || typSeen {
+				good = false
+				return
+			}
+			typSeen = true
+			typ, good = s.text(vs+1, ve-1, s.escaped)
+		case s.key(ks, ke, "function"):
+			if fnSeen || s.peek() != '{' {
+				good = false
+				s.value()
+				return
+			}
+			fnSeen = true
+			s.object(func(ks, ke int) {
+				if s.keyEscaped {
+					good = false
+				}
+				if s.key(ks, ke, "name") {
+					vs, ve, kind := s.value()
+					if kind != '"' || name != "" {
+						good = false
+						return
+					}
+					var ok bool
+					name, ok = s.text(vs+1, ve-1, s.escaped)
+					good = good && ok
+					return
+				}
+				s.value()
+			})
+		default:
+			s.value()
+		}
+	})
+	if s.bad || !good || !typSeen {
+		return false
+	}
+	if typ != "function" {
+		// Other tool kinds (custom, ...) pass through unread, as in DecodeChatRequest.
+		h.ToolNames = append(h.ToolNames, "")
+		return true
+	}
+	if name == "" {
+		return false
+	}
+	h.ToolNames = append(h.ToolNames, name)
+	return true
+}
+
+func bytesHasBackslash(b []byte) bool { return bytes.IndexByte(b, '\\') >= 0 }
 
 // Request returns a ChatRequest holding what the Head knows, for code that reads
 // requests as ChatRequest (workload fingerprints and tags): model, stream, the first
@@ -351,4 +463,17 @@ func ChunkCarriesAnswer(data []byte) bool {
 		return !found
 	})
 	return found
+}
+
+func closingBrace(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		switch b[i] {
+		case '}':
+			return i
+		case ' ', '\t', '\r', '\n':
+		default:
+			return -1
+		}
+	}
+	return -1
 }

@@ -2,6 +2,7 @@ package openai
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -104,6 +105,9 @@ func FuzzScanMatchesDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		h, serr := ScanChatRequest(body)
 		req, derr := DecodeChatRequest(body)
+		if serr == nil && !json.Valid(body) {
+			t.Fatalf("scan accepts invalid JSON: %q", body)
+		}
 		if derr != nil {
 			if serr == nil {
 				return // the scan checks less deeply; see ScanChatRequest
@@ -188,6 +192,44 @@ func TestChunkPeeks(t *testing.T) {
 			if IsUsageOnly(&c) != tc.usageOnly {
 				t.Errorf("IsUsageOnly disagrees on %s", tc.data)
 			}
+		}
+	}
+}
+
+func TestUnescapeMatchesEncodingJSON(t *testing.T) {
+	for _, in := range []string{`plain`, `a\nb\tc\"d\\e\/f\b\f\r`, `\u00e9\u4e2d`, `\ud83d\ude00 smile`, `\ud83d alone`, `\ude00 low`, `x\ud83dy`} {
+		var want string
+		if err := json.Unmarshal([]byte(`"`+in+`"`), &want); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := unescape([]byte(in))
+		if !ok || got != want {
+			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSpecialIn(t *testing.T) {
+	plain := []byte("abcdefgh")
+	if specialIn(binary.LittleEndian.Uint64(plain)) {
+		t.Fatal("plain ASCII flagged")
+	}
+	for pos := range 8 {
+		for _, c := range []byte{'"', '\\', 0x00, 0x1f, '\n', 0x80, 0xff} {
+			b := []byte("abcdefgh")
+			b[pos] = c
+			if !specialIn(binary.LittleEndian.Uint64(b)) {
+				t.Errorf("byte %#x at %d not flagged", c, pos)
+			}
+		}
+	}
+	for c := 0x20; c < 0x80; c++ {
+		if c == '"' || c == '\\' {
+			continue
+		}
+		b := bytes.Repeat([]byte{byte(c)}, 8)
+		if specialIn(binary.LittleEndian.Uint64(b)) {
+			t.Errorf("byte %#x flagged", c)
 		}
 	}
 }
