@@ -301,6 +301,61 @@ func (s *jsonScanner) enter() bool {
 
 func (s *jsonScanner) leave() { s.depth-- }
 
+// stringValue reads a string value into dst; any other value fails the scan.
+func (s *jsonScanner) stringValue(dst *string) {
+	vs, ve, kind := s.value()
+	if kind != '"' {
+		s.fail()
+		return
+	}
+	text, ok := s.text(vs+1, ve-1, s.escaped)
+	if !ok {
+		s.fail()
+	}
+	*dst = text
+}
+
+// boolValue reads true, false or null (false) into dst; any other value fails the scan.
+func (s *jsonScanner) boolValue(dst *bool) {
+	switch _, _, kind := s.value(); kind {
+	case 't':
+		*dst = true
+	case 'f', 'n':
+	default:
+		s.fail()
+	}
+}
+
+// objectOnly consumes an object with member; any other value fails the scan.
+func (s *jsonScanner) objectOnly(member func(keyStart, keyEnd int)) {
+	if s.peek() != '{' {
+		s.fail()
+		return
+	}
+	s.object(member)
+}
+
+// objectOrNull consumes an object with member, or null; any other value fails the scan.
+func (s *jsonScanner) objectOrNull(member func(keyStart, keyEnd int)) {
+	if s.peek() == 'n' {
+		s.value()
+		return
+	}
+	s.objectOnly(member)
+}
+
+// arrayOrNull consumes an array with elem, or null; any other value fails the scan.
+func (s *jsonScanner) arrayOrNull(elem func()) {
+	switch s.peek() {
+	case 'n':
+		s.value()
+	case '[':
+		s.array(elem)
+	default:
+		s.fail()
+	}
+}
+
 // key reports whether the raw key span equals name. Escaped keys never match (the
 // caller then takes the slow path, which unescapes).
 func (s *jsonScanner) key(ks, ke int, name string) bool {

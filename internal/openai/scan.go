@@ -76,138 +76,75 @@ func headOf(req *ChatRequest) *Head {
 func scanFast(body []byte) (h *Head, ok bool) {
 	s := &jsonScanner{b: body}
 	h = &Head{modelStart: -1, streamOptsAt: -1}
-	ok = true
 	var seen [7]bool
-	once := func(i int) bool {
+	// member reports whether the key is name, seen for the first time; a repeated key
+	// leaves the last-one-wins rule to the decoder.
+	member := func(ks, ke int, i int, name string) bool {
+		if !s.key(ks, ke, name) {
+			return false
+		}
 		if seen[i] {
-			ok = false // repeated keys: leave the last-one-wins rule to the decoder
+			s.fail()
 		}
 		seen[i] = true
-		return ok
+		return true
 	}
 	if s.peek() != '{' {
 		return nil, false
 	}
 	s.object(func(ks, ke int) {
 		if s.keyEscaped {
-			ok = false
+			s.fail()
+			return
 		}
 		switch {
-		case !ok:
-			s.fail()
-		case s.key(ks, ke, "model") && once(0):
-			vs, ve, kind := s.value()
-			if kind != '"' {
-				ok = false
-				return
-			}
-			h.Model, ok = s.text(vs+1, ve-1, s.escaped)
-			h.modelStart, h.modelEnd = vs, ve
-		case s.key(ks, ke, "stream") && once(1):
-			_, _, kind := s.value()
-			switch kind {
-			case 't':
-				h.Stream = true
-			case 'f', 'n':
-			default:
-				ok = false
-			}
-		case s.key(ks, ke, "stream_options") && once(2):
+		case member(ks, ke, 0, "model"):
+			h.modelStart = s.i
+			s.stringValue(&h.Model)
+			h.modelEnd = s.i
+		case member(ks, ke, 1, "stream"):
+			s.boolValue(&h.Stream)
+		case member(ks, ke, 2, "stream_options"):
 			h.streamOptsAt = s.i
-			switch s.peek() {
-			case '{':
-				s.object(func(ks, ke int) {
-					if caseFold(s, ks, ke, "include_usage") {
-						_, _, kind := s.value()
-						switch kind {
-						case 't':
-							h.IncludeUsage = true
-						case 'f', 'n':
-						default:
-							ok = false
-						}
-						return
-					}
-					s.value()
-				})
-			case 'n':
+			s.objectOrNull(func(ks, ke int) {
+				if caseFold(s, ks, ke, "include_usage") {
+					s.boolValue(&h.IncludeUsage)
+					return
+				}
 				s.value()
-			default:
-				ok = false
-				s.value()
-			}
+			})
 			h.streamOptsEnd = s.i
-		case s.key(ks, ke, "messages") && once(3):
+		case member(ks, ke, 3, "messages"):
 			if s.peek() != '[' {
-				ok = false
-				s.value()
+				s.fail()
 				return
 			}
-			s.array(func() { ok = ok && h.scanMessage(s) })
-		case s.key(ks, ke, "tools") && once(4):
-			switch s.peek() {
-			case '[':
-				s.array(func() { ok = ok && h.scanTool(s) })
-			case 'n':
-				s.value()
-			default:
-				ok = false
-				s.value()
-			}
-		case s.key(ks, ke, "metadata") && once(5):
-			switch s.peek() {
-			case '{':
-				s.object(func(ks, ke int) {
-					if s.keyEscaped {
-						ok = false
-					}
-					if s.key(ks, ke, "workload") {
-						vs, ve, kind := s.value()
-						if kind != '"' {
-							ok = false
-							return
-						}
-						var good bool
-						h.Workload, good = s.text(vs+1, ve-1, s.escaped)
-						ok = ok && good
-						return
-					}
+			s.array(func() { h.scanMessage(s) })
+		case member(ks, ke, 4, "tools"):
+			s.arrayOrNull(func() { h.scanTool(s) })
+		case member(ks, ke, 5, "metadata"):
+			s.objectOrNull(func(ks, ke int) {
+				if s.keyEscaped {
+					s.fail()
+				} else if s.key(ks, ke, "workload") {
+					s.stringValue(&h.Workload)
+				} else {
 					s.value()
-				})
-			case 'n':
+				}
+			})
+		case member(ks, ke, 6, "response_format"):
+			s.objectOrNull(func(ks, ke int) {
+				if caseFold(s, ks, ke, "type") {
+					s.stringValue(&h.ResponseType)
+					return
+				}
 				s.value()
-			default:
-				ok = false
-				s.value()
-			}
-		case s.key(ks, ke, "response_format") && once(6):
-			switch s.peek() {
-			case '{':
-				s.object(func(ks, ke int) {
-					if caseFold(s, ks, ke, "type") {
-						vs, ve, kind := s.value()
-						if kind != '"' {
-							ok = false
-							return
-						}
-						var good bool
-						h.ResponseType, good = s.text(vs+1, ve-1, s.escaped)
-						ok = ok && good
-						return
-					}
-					s.value()
-				})
-			case 'n':
-				s.value()
-			default:
-				ok = false
-				s.value()
-			}
+			})
 		default:
 			s.value()
 		}
 	})
-	if s.bad || !ok || s.peek() != 0 || h.Model == "" || h.Messages == 0 || h.modelStart < 0 {
+	if s.bad || s.peek() != 0 || h.Model == "" || h.Messages == 0 || h.modelStart < 0 {
 		return nil, false
 	}
 	h.closeAt = closingBrace(body)
@@ -233,127 +170,104 @@ func caseFold(s *jsonScanner, ks, ke int, name string) bool {
 
 // scanMessage reads one element of messages: an object with a valid role; the first
 // system or developer message's content is kept.
-func (h *Head) scanMessage(s *jsonScanner) bool {
+func (h *Head) scanMessage(s *jsonScanner) {
 	h.Messages++
-	if s.peek() != '{' {
-		s.value()
-		return false
-	}
-	role := ""
+	var role string
 	roleSeen := false
 	cs, ce := -1, -1
 	var contentKind byte
-	good := true
-	s.object(func(ks, ke int) {
-		if s.keyEscaped {
-			good = false
-		}
+	s.objectOnly(func(ks, ke int) {
 		switch {
+		case s.keyEscaped:
+			s.fail()
 		case s.key(ks, ke, "role"):
-			vs, ve, kind := s.value()
-			if kind != '"' || roleSeen {
-				good = false
-				return
+			if roleSeen {
+				s.fail()
 			}
 			roleSeen = true
-			role, good = s.text(vs+1, ve-1, s.escaped)
+			s.stringValue(&role)
 		case s.key(ks, ke, "content"):
 			if cs >= 0 {
-				good = false
+				s.fail()
 			}
 			cs, ce, contentKind = s.value()
 		default:
 			s.value()
 		}
 	})
-	if s.bad || !good || !validRoles[role] {
-		return false
+	if s.bad || !validRoles[role] {
+		s.fail()
+		return
 	}
-	if !h.HasSystem && (role == "system" || role == "developer") {
-		h.HasSystem = true
-		switch contentKind {
-		case 0, 'n':
-			h.System = Content{IsNull: true}
-		case '"':
-			text, ok := s.text(cs+1, ce-1, bytesHasBackslash(s.b[cs:ce]))
-			if !ok {
-				return false
-			}
-			h.System = Content{Text: text}
-		case '[':
-			if json.Unmarshal(s.b[cs:ce], &h.System) != nil {
-				return false
-			}
-		default:
-			return false
+	if h.HasSystem || (role != "system" && role != "developer") {
+		return
+	}
+	h.HasSystem = true
+	switch contentKind {
+	case 0, 'n':
+		h.System = Content{IsNull: true}
+	case '"':
+		text, ok := s.text(cs+1, ce-1, bytesHasBackslash(s.b[cs:ce]))
+		if !ok {
+			s.fail()
 		}
+		h.System = Content{Text: text}
+	case '[':
+		if json.Unmarshal(s.b[cs:ce], &h.System) != nil {
+			s.fail()
+		}
+	default:
+		s.fail()
 	}
-	return true
 }
 
 // scanTool reads one element of tools: its type and, for a function, its name.
-func (h *Head) scanTool(s *jsonScanner) bool {
-	if s.peek() != '{' {
-		s.value()
-		return false
-	}
-	typ, name := "", ""
+func (h *Head) scanTool(s *jsonScanner) {
+	var typ, name string
 	typSeen, fnSeen := false, false
-	good := true
-	s.object(func(ks, ke int) {
-		if s.keyEscaped {
-			good = false
-		}
+	s.objectOnly(func(ks, ke int) {
 		switch {
+		case s.keyEscaped:
+			s.fail()
 		case s.key(ks, ke, "type"):
-			vs, ve, kind := s.value()
-			if kind != '"' || typSeen {
-				good = false
-				return
+			if typSeen {
+				s.fail()
 			}
 			typSeen = true
-			typ, good = s.text(vs+1, ve-1, s.escaped)
+			s.stringValue(&typ)
 		case s.key(ks, ke, "function"):
-			if fnSeen || s.peek() != '{' {
-				good = false
-				s.value()
-				return
+			if fnSeen {
+				s.fail()
 			}
 			fnSeen = true
-			s.object(func(ks, ke int) {
-				if s.keyEscaped {
-					good = false
-				}
-				if s.key(ks, ke, "name") {
-					vs, ve, kind := s.value()
-					if kind != '"' || name != "" {
-						good = false
-						return
+			s.objectOnly(func(ks, ke int) {
+				switch {
+				case s.keyEscaped:
+					s.fail()
+				case s.key(ks, ke, "name"):
+					if name != "" {
+						s.fail()
 					}
-					var ok bool
-					name, ok = s.text(vs+1, ve-1, s.escaped)
-					good = good && ok
-					return
+					s.stringValue(&name)
+				default:
+					s.value()
 				}
-				s.value()
 			})
 		default:
 			s.value()
 		}
 	})
-	if s.bad || !good || !typSeen {
-		return false
-	}
-	if typ != "function" {
+	switch {
+	case s.bad || !typSeen:
+		s.fail()
+	case typ != "function":
 		// Other tool kinds (custom, ...) pass through unread, as in DecodeChatRequest.
 		h.ToolNames = append(h.ToolNames, "")
-		return true
+	case name == "":
+		s.fail()
+	default:
+		h.ToolNames = append(h.ToolNames, name)
 	}
-	if name == "" {
-		return false
-	}
-	h.ToolNames = append(h.ToolNames, name)
-	return true
 }
 
 func bytesHasBackslash(b []byte) bool { return bytes.IndexByte(b, '\\') >= 0 }
