@@ -1,9 +1,12 @@
 package record_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -72,4 +75,64 @@ func BenchmarkEnqueueIntoSQLite(b *testing.B) {
 		b.Fatalf("wrote %d of %d calls: %+v", st.Written, b.N, st)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
+}
+
+// BenchmarkPreparedIntoSQLite measures recording throughput when every call is
+// redacted and sealed in the writer, with Prepare on one goroutine and on GOMAXPROCS.
+// The redaction stand-in is an RE2 scan of both payloads for e-mail addresses and card
+// numbers, which costs about what a pattern redactor does; sealing is package seal's.
+func BenchmarkPreparedIntoSQLite(b *testing.B) {
+	k := testKeyring(b)
+	pii := regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[a-z]{2,}|\b[0-9]{13,19}\b`)
+	prepare := func(c *store.Call) error {
+		c.Request = pii.ReplaceAll(c.Request, []byte("<PII>"))
+		c.Response = pii.ReplaceAll(c.Response, []byte("<PII>"))
+		return k.SealCall(c)
+	}
+	for _, workers := range []int{1, runtime.GOMAXPROCS(0)} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			benchRecord(b, record.Options{Prepare: prepare, PrepareWorkers: workers})
+		})
+	}
+}
+
+// benchRecord enqueues tau-bench-sized calls (~20 KB request, ~1 KB response) from
+// parallel goroutines into a recorder with opts until all are written to SQLite.
+func benchRecord(b *testing.B, opts record.Options) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "calls.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	opts.Store, opts.BlockTimeout = db, time.Minute
+	r, err := record.New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.Start()
+	req := bytes.Repeat(benchRequest(), 2)
+	resp := bytes.Repeat([]byte(`{"role":"assistant","content":"Your reservation ZFA04Y is confirmed; a receipt goes to mia.li@example.com."}`), 10)
+	b.SetBytes(int64(len(req) + len(resp)))
+	var seq atomic.Int64
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1)
+			c := store.Call{ID: fmt.Sprintf("01BENCH%019d", i), StartedAt: start, Status: 200, Request: req, Response: resp}
+			if err := r.Enqueue(c); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	if err := r.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if st := r.Stats(); st.Written != uint64(b.N) {
+		b.Fatalf("wrote %d of %d calls: %+v", st.Written, b.N, st)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
 }

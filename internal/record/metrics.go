@@ -27,7 +27,7 @@ func newMetrics(depth func() float64) *metrics {
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "downshift_records_dropped_total",
-			Help: "Calls not recorded, by reason: queue_full, closed, write_failed.",
+			Help: "Calls not recorded, by reason: queue_full, closed, write_failed, prepare_failed.",
 		}, []string{"reason"}),
 		batchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "downshift_record_batch_duration_seconds",
@@ -36,7 +36,7 @@ func newMetrics(depth func() float64) *metrics {
 		}),
 	}
 	// Every reason is exported from the start, so a rate() over it has a zero to begin from.
-	for _, r := range []string{ReasonQueueFull, ReasonClosed, ReasonWriteFailed} {
+	for _, r := range reasons {
 		m.dropped.WithLabelValues(r)
 	}
 	return m

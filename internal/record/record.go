@@ -3,8 +3,13 @@
 // writer that batches them into InsertCalls, retries failed batches, and counts every
 // call it cannot keep. Nothing is dropped silently.
 //
+// The writer also runs Options.Prepare on each call before writing it: that is where
+// the composition root plugs in redaction and encryption, so that they happen off the
+// request path and before anything reaches the store.
+//
 // It is not a store (it keeps nothing itself once Close returns) and it does not decide
-// what a call contains; redaction and encryption happen before a call reaches the store.
+// what a call contains: it knows neither redaction nor keys, only that a call Prepare
+// fails on is never written.
 package record
 
 import (
@@ -12,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +60,14 @@ const (
 	ReasonQueueFull   = "queue_full"
 	ReasonClosed      = "closed"
 	ReasonWriteFailed = "write_failed"
+	// ReasonPrepareFailed counts calls Options.Prepare returned an error for (or
+	// panicked on). They are never written, so no call that failed to be redacted or
+	// sealed reaches the store in plaintext.
+	ReasonPrepareFailed = "prepare_failed"
 )
+
+// reasons lists every drop reason, in the order the drop log reports them.
+var reasons = []string{ReasonQueueFull, ReasonClosed, ReasonWriteFailed, ReasonPrepareFailed}
 
 // Defaults for zero Options fields.
 const (
@@ -91,18 +104,32 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the recorder's metrics. Default: not registered.
 	Registerer prometheus.Registerer
+
+	// Prepare, when set, runs on every call in the writer, after the call is taken
+	// from the queue and before its batch is written: it is where redaction and
+	// sealing happen, never on the request path. It may change the call in place. A
+	// call Prepare returns an error for, or panics on, is not written at all and is
+	// counted as dropped ("prepare_failed"); the error is logged, so it must not quote
+	// the payload. Prepare runs once per call, not again when a write is retried, and
+	// on PrepareWorkers goroutines at once, each with a different call.
+	Prepare func(*store.Call) error
+	// PrepareWorkers is how many goroutines run Prepare over a batch, since redaction
+	// can cost more CPU than the write. Default GOMAXPROCS; 1 runs Prepare in the
+	// writer goroutine.
+	PrepareWorkers int
 }
 
 // Stats are the recorder's counters since New. Once Close has returned nil,
-// Accepted == Written + DroppedWriteFailed.
+// Accepted == Written + DroppedWriteFailed + DroppedPrepareFailed.
 type Stats struct {
 	Accepted uint64 // calls Enqueue took
 	Written  uint64 // calls the store has
-	Dropped  uint64 // all drops: the sum of the three below
+	Dropped  uint64 // all drops: the sum of the four below
 
-	DroppedQueueFull   uint64 // refused by Enqueue: queue full
-	DroppedClosed      uint64 // refused by Enqueue after Close, or accepted but not written when Close's context ended
-	DroppedWriteFailed uint64 // accepted, but the store refused them after retries
+	DroppedQueueFull     uint64 // refused by Enqueue: queue full
+	DroppedClosed        uint64 // refused by Enqueue after Close, or accepted but not written when Close's context ended
+	DroppedWriteFailed   uint64 // accepted, but the store refused them after retries
+	DroppedPrepareFailed uint64 // accepted, but Options.Prepare failed on them, so they were not written
 }
 
 // Recorder queues calls and writes them to the store in batches. Its methods are safe
@@ -123,8 +150,8 @@ type Recorder struct {
 	abort     context.CancelFunc
 	writeCtx  context.Context // cancelled when Close gives up waiting
 
-	accepted, written                  atomic.Uint64
-	dropFull, dropClosed, dropWriteErr atomic.Uint64
+	accepted, written                                 atomic.Uint64
+	dropFull, dropClosed, dropWriteErr, dropPrepareErr atomic.Uint64
 
 	drops dropLog
 }
@@ -141,14 +168,15 @@ func New(opts Options) (*Recorder, error) {
 	default:
 		return nil, fmt.Errorf("record: unknown overflow %q (want %q or %q)", opts.Overflow, Block, Drop)
 	}
-	if opts.QueueSize < 0 || opts.BatchSize < 0 || opts.FlushInterval < 0 || opts.BlockTimeout < 0 || opts.RetryBackoff < 0 {
-		return nil, errors.New("record: negative queue size, batch size or duration in Options")
+	if opts.QueueSize < 0 || opts.BatchSize < 0 || opts.FlushInterval < 0 || opts.BlockTimeout < 0 || opts.RetryBackoff < 0 || opts.PrepareWorkers < 0 {
+		return nil, errors.New("record: negative queue size, batch size, worker count or duration in Options")
 	}
 	opts.QueueSize = cmpOr(opts.QueueSize, DefaultQueueSize)
 	opts.BatchSize = cmpOr(opts.BatchSize, DefaultBatchSize)
 	opts.FlushInterval = cmpOr(opts.FlushInterval, DefaultFlushInterval)
 	opts.BlockTimeout = cmpOr(opts.BlockTimeout, DefaultBlockTimeout)
 	opts.RetryBackoff = cmpOr(opts.RetryBackoff, DefaultRetryBackoff)
+	opts.PrepareWorkers = cmpOr(opts.PrepareWorkers, runtime.GOMAXPROCS(0))
 	switch {
 	case opts.Retries == 0:
 		opts.Retries = DefaultRetries
@@ -259,8 +287,10 @@ func (r *Recorder) Stats() Stats {
 		DroppedQueueFull:   r.dropFull.Load(),
 		DroppedClosed:      r.dropClosed.Load(),
 		DroppedWriteFailed: r.dropWriteErr.Load(),
+
+		DroppedPrepareFailed: r.dropPrepareErr.Load(),
 	}
-	s.Dropped = s.DroppedQueueFull + s.DroppedClosed + s.DroppedWriteFailed
+	s.Dropped = s.DroppedQueueFull + s.DroppedClosed + s.DroppedWriteFailed + s.DroppedPrepareFailed
 	return s
 }
 
@@ -280,7 +310,7 @@ func (r *Recorder) write() {
 		}
 		batch = append(batch, c)
 		open := r.fill(&batch, timer)
-		r.flush(batch)
+		r.flush(r.prepare(batch))
 		clear(batch) // drop the payloads before the next batch
 		batch = batch[:0]
 		if !open {
@@ -328,10 +358,81 @@ func (r *Recorder) fill(batch *[]store.Call, timer *time.Timer) (open bool) {
 	return true
 }
 
+// prepare runs Options.Prepare on every call of batch, on up to PrepareWorkers
+// goroutines, and returns the calls it succeeded on, in order, in batch's own array.
+// The calls it failed on are counted as dropped and never written. If Close gives up
+// while it runs, it stops and returns nothing: the calls not dropped for Prepare are
+// counted as closed, since none of them may be written half prepared.
+func (r *Recorder) prepare(batch []store.Call) []store.Call {
+	if r.opts.Prepare == nil || len(batch) == 0 {
+		return batch
+	}
+	ctx := r.writeCtx
+	errs := make([]error, len(batch))
+	if workers := min(r.opts.PrepareWorkers, len(batch)); workers <= 1 {
+		for i := range batch {
+			if ctx.Err() != nil {
+				break
+			}
+			errs[i] = r.prepareOne(&batch[i])
+		}
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					i := int(next.Add(1)) - 1
+					if i >= len(batch) {
+						return
+					}
+					errs[i] = r.prepareOne(&batch[i])
+				}
+			})
+		}
+		wg.Wait()
+	}
+
+	kept := batch[:0]
+	var failed int
+	var cause error
+	for i := range batch {
+		if errs[i] != nil {
+			failed++
+			cause = cmpOr(cause, errs[i])
+			continue
+		}
+		kept = append(kept, batch[i])
+	}
+	if failed > 0 {
+		r.dropped(ReasonPrepareFailed, failed, cause)
+	}
+	if ctx.Err() != nil {
+		r.dropped(ReasonClosed, len(kept), ctx.Err())
+		return nil
+	}
+	return kept
+}
+
+// prepareOne runs Prepare on c and turns a panic into an error, so that one call a
+// redactor trips on is dropped instead of taking the gateway down. The error names the
+// panic's type only: a panic value may hold a piece of the payload.
+func (r *Recorder) prepareOne(c *store.Call) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("record: Prepare panicked (%T)", p)
+		}
+	}()
+	return r.opts.Prepare(c)
+}
+
 // flush writes batch, retrying with backoff. When every try fails it writes the calls
 // one at a time, so that one call the store refuses does not cost the others, and
 // counts those that still fail.
 func (r *Recorder) flush(batch []store.Call) {
+	if len(batch) == 0 {
+		return
+	}
 	ctx := r.writeCtx
 	if ctx.Err() != nil {
 		r.dropped(ReasonClosed, len(batch), ctx.Err())
@@ -401,6 +502,8 @@ func (r *Recorder) dropped(reason string, n int, cause error) {
 		r.dropClosed.Add(uint64(n))
 	case ReasonWriteFailed:
 		r.dropWriteErr.Add(uint64(n))
+	case ReasonPrepareFailed:
+		r.dropPrepareErr.Add(uint64(n))
 	}
 	r.m.dropped.WithLabelValues(reason).Add(float64(n))
 	r.drops.report(reason, n, cause)
@@ -443,7 +546,7 @@ func (d *dropLog) flush() {
 // logPendingLocked logs and resets the pending counts; it unlocks d.mu before logging.
 func (d *dropLog) logPendingLocked(cause error) {
 	attrs := make([]any, 0, 2*len(d.pending)+2)
-	for _, r := range []string{ReasonQueueFull, ReasonClosed, ReasonWriteFailed} {
+	for _, r := range reasons {
 		if d.pending[r] > 0 {
 			attrs = append(attrs, r, d.pending[r])
 		}
