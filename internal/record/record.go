@@ -150,7 +150,7 @@ type Recorder struct {
 	abort     context.CancelFunc
 	writeCtx  context.Context // cancelled when Close gives up waiting
 
-	accepted, written                                 atomic.Uint64
+	accepted, written                                  atomic.Uint64
 	dropFull, dropClosed, dropWriteErr, dropPrepareErr atomic.Uint64
 
 	drops dropLog
