@@ -85,12 +85,7 @@ func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange)
 	c := x.call
 	body, err := g.readBody(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &apiError{status: http.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large",
-				msg: fmt.Sprintf("Request body exceeds the limit of %d bytes.", mbe.Limit)}
-		}
-		return &apiError{status: http.StatusBadRequest, typ: typeInvalidRequest, msg: "Could not read the request body.", cause: err}
+		return err
 	}
 	x.body = body
 	c.Request = body

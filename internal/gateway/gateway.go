@@ -179,15 +179,25 @@ func (g *Gateway) adapt(h func(http.ResponseWriter, *http.Request) error) http.H
 }
 
 // readBody reads a request body of at most maxBody bytes, sized from Content-Length
-// when the client sent one, so a large agent request is read without regrowing.
+// when the client sent one, so a large agent request is read without regrowing. Its
+// errors are the client's: 413 over the limit, 400 otherwise.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body := http.MaxBytesReader(w, r.Body, g.maxBody)
+	var buf []byte
+	var err error
 	if n := r.ContentLength; n > 0 && n <= g.maxBody {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, err
-		}
-		return buf, nil
+		buf = make([]byte, n)
+		_, err = io.ReadFull(body, buf)
+	} else {
+		buf, err = io.ReadAll(body)
 	}
-	return io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &apiError{status: http.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large",
+				msg: fmt.Sprintf("Request body exceeds the limit of %d bytes.", mbe.Limit)}
+		}
+		return nil, &apiError{status: http.StatusBadRequest, typ: typeInvalidRequest, msg: "Could not read the request body.", cause: err}
+	}
+	return buf, nil
 }

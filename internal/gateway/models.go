@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,12 +35,7 @@ func (g *Gateway) listModels(w http.ResponseWriter, _ *http.Request) error {
 func (g *Gateway) embeddings(w http.ResponseWriter, r *http.Request) error {
 	body, err := g.readBody(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &apiError{status: http.StatusRequestEntityTooLarge, typ: typeInvalidRequest, code: "request_too_large",
-				msg: fmt.Sprintf("Request body exceeds the limit of %d bytes.", mbe.Limit)}
-		}
-		return &apiError{status: http.StatusBadRequest, typ: typeInvalidRequest, msg: "Could not read the request body.", cause: err}
+		return err
 	}
 	var req struct {
 		Model *string         `json:"model"`
