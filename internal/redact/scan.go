@@ -190,7 +190,33 @@ func contextBefore(s string, i int, words ...string) bool {
 	return false
 }
 
-var phoneWords = []string{"phone", "tel", "mobile", "cell", "call", "fax", "sms", "whatsapp", "contact"}
+// wordBefore returns the word before i, across spaces.
+func wordBefore(s string, i int) string {
+	j := i
+	for j > 0 && s[j-1] == ' ' {
+		j--
+	}
+	e := j
+	for j > 0 && isAlpha(s[j-1]) && e-j < 16 {
+		j--
+	}
+	return s[j:e]
+}
+
+// clauseBefore is contextBefore limited to the clause the number is in: the words must
+// not be separated from it by punctuation or another number.
+func clauseBefore(s string, i int, words ...string) bool {
+	a := max(0, i-32)
+	for j := i - 1; j >= a; j-- {
+		if c := s[j]; c == '.' || c == ';' || c == ',' || c == '\n' || isDigit(c) {
+			a = j + 1
+			break
+		}
+	}
+	return contextBefore(s[a:i], i-a, words...)
+}
+
+var phoneWords = []string{"phone", "tel", "mobile", "cell", "call", "fax", "sms", "whatsapp", "contact", "text", "reach", "dial"}
 
 // numTok is a run of digit groups: 415-555-0132, (415) 555-0132, +44 20 7946 0958.
 type numTok struct {
@@ -210,7 +236,7 @@ type numTok struct {
 
 func parseNum(s string, i int) numTok {
 	t := numTok{paren: -1}
-	t.afterNumber = i >= 2 && s[i-1] == ' ' && isDigit(s[i-2])
+	t.afterNumber = i >= 2 && s[i-1] == ' ' && (isDigit(s[i-2]) || groupBefore(s, i-1))
 	if i+1 < len(s) && isDigit(s[i+1]) {
 		t.second0 = s[i+1]
 	}
@@ -271,6 +297,20 @@ func parseNum(s string, i int) numTok {
 	return t
 }
 
+// groupBefore reports whether the four bytes before sp are an upper-case group of an
+// IBAN or a code (" AWCS 0817 ..."), so that what follows is its tail, not a number.
+func groupBefore(s string, sp int) bool {
+	if sp < 4 || (sp > 4 && s[sp-5] != ' ') {
+		return false
+	}
+	for _, c := range []byte(s[sp-4 : sp]) {
+		if !isUpper(c) && !isDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
 func (t *numTok) digits(k int) int {
 	d := 0
 	for g := 0; g < k; g++ {
@@ -285,7 +325,7 @@ func (t *numTok) digits(k int) int {
 // text or the JSON key says it is a phone. It returns the end, or 0.
 func matchPhone(s string, i int, h hint) int {
 	t := parseNum(s, i)
-	ctx := h.phone || contextBefore(s, i, phoneWords...)
+	ctx := h.phone || clauseBefore(s, i, phoneWords...)
 	for k := t.n; k >= 1; k-- {
 		e := t.ends[k-1]
 		if !rightOK(s, e) || (k < t.n && t.seps[k] != ' ' && t.seps[k] != ')') {
@@ -336,6 +376,9 @@ func phoneShape(t *numTok, k int, ctx bool) bool {
 				return false
 			}
 		}
+		if sep == '-' && k > 2 {
+			return false // 030-1234567 is a number; 0509-4008-116 is a product code
+		}
 		if sep == '.' { // 01.23.45.67.89
 			for g := 0; g < k; g++ {
 				if t.lens[g] != 2 {
@@ -363,6 +406,9 @@ func phoneShape(t *numTok, k int, ctx bool) bool {
 // separated by one kind of space or dash (4-4-4-4, 4-6-5, 4-4-4-4-3), with a valid
 // Luhn checksum and an issuer prefix of the right length.
 func matchCard(s string, i int) int {
+	if i >= 2 && s[i-1] == ' ' && (isDigit(s[i-2]) || groupBefore(s, i-1)) {
+		return 0 // the tail of a longer grouped number, such as an IBAN that failed its check
+	}
 	var lens [8]int
 	var ends [8]int
 	n := 0
@@ -484,7 +530,8 @@ func matchIPv4(s string, i int) int {
 	if !rightOK(s, j) || (j < len(s) && s[j] == '.' && j+1 < len(s) && isDigit(s[j+1])) {
 		return 0
 	}
-	if contextBefore(s, i, "version", "ver.", "v.", "release", "build", "firmware") {
+	switch strings.ToLower(wordBefore(s, i)) {
+	case "version", "ver", "v", "release", "build", "firmware", "python", "go", "node":
 		return 0
 	}
 	return j

@@ -78,7 +78,8 @@ func (g *secretScanner) secretsIn(s string) []string {
 	}
 	var found []string
 	add := func(v string) {
-		v = strings.TrimSpace(v)
+		// generic-api-key's value class takes the full stop that ends a sentence.
+		v = strings.TrimRight(strings.TrimSpace(v), ".")
 		if len(v) >= 6 && !isPlaceholder(v) && !containsString(found, v) {
 			found = append(found, v)
 		}
