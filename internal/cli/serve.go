@@ -84,12 +84,17 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	if err != nil {
 		return nil, err
 	}
+	priv, err := newPrivacy(cfg.Privacy, log)
+	if err != nil {
+		return nil, err
+	}
 	st, err := openStore(ctx, cfg.Store.Driver, cfg.Store.DSN)
 	if err != nil {
 		return nil, err
 	}
 	rec, err := record.New(record.Options{
 		Store:         st,
+		Prepare:       priv.prepare,
 		QueueSize:     cfg.Record.QueueSize,
 		BatchSize:     cfg.Record.BatchSize,
 		FlushInterval: cfg.Record.FlushInterval,
