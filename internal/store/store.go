@@ -25,7 +25,8 @@ const (
 
 // Call is one chat-completion request and its response through the gateway, as
 // recorded. Request and Response are JSON: the request as the client sent it, and the
-// response as one chat.completion (a stream is reassembled) or an OpenAI error body.
+// response as one chat.completion (a stream is reassembled) or an OpenAI error body;
+// redacted when redaction is on, and sealed (binary, see package seal) when KeyID is set.
 //
 // Stores keep times and durations to the microsecond (PostgreSQL's resolution) and
 // return times in UTC; an empty Request or Response comes back as nil.
