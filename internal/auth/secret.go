@@ -93,3 +93,25 @@ func NewKey(k store.Key, now time.Time) (store.Key, string, error) {
 	}
 	return k, secret, nil
 }
+
+// Describe says in one line what a key is and may do, for people and the audit trail.
+// It never includes the hash.
+func Describe(k *store.Key) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s key %q", k.Kind, k.Name)
+	if k.Kind == store.KeyAdmin {
+		fmt.Fprintf(&b, " role=%s", k.Role)
+		return b.String()
+	}
+	fmt.Fprintf(&b, " client=%s", k.ClientID)
+	if len(k.AllowedModels) > 0 {
+		fmt.Fprintf(&b, " models=%s", strings.Join(k.AllowedModels, ","))
+	}
+	if k.RateLimit > 0 {
+		fmt.Fprintf(&b, " rate=%g/s", k.RateLimit)
+		if k.Burst > 0 {
+			fmt.Fprintf(&b, " burst=%d", k.Burst)
+		}
+	}
+	return b.String()
+}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/downshift-dev/downshift/internal/auth"
@@ -96,7 +94,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *auth.Principa
 	if err := a.store.CreateKey(r.Context(), k); err != nil {
 		return err
 	}
-	if err := a.audit(r, p, store.AuditCreateKey, k.ID, keyDetail(&k)); err != nil {
+	if err := a.audit(r, p, store.AuditCreateKey, k.ID, auth.Describe(&k)); err != nil {
 		// Context-free: the revocation must happen even if the client has gone.
 		if rerr := a.store.RevokeKey(context.WithoutCancel(r.Context()), k.ID, a.now()); rerr != nil {
 			a.log.Error("revoking an unaudited key failed", "key", k.ID, "err", rerr)
@@ -108,24 +106,6 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request, p *auth.Principa
 		Key    keyJSON `json:"key"`
 		Secret string  `json:"secret"`
 	}{newKeyJSON(&k), secret})
-}
-
-// keyDetail describes a key for the audit trail.
-func keyDetail(k *store.Key) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s key %q", k.Kind, k.Name)
-	if k.Kind == store.KeyAdmin {
-		fmt.Fprintf(&b, " role=%s", k.Role)
-	} else {
-		fmt.Fprintf(&b, " client=%s", k.ClientID)
-		if len(k.AllowedModels) > 0 {
-			fmt.Fprintf(&b, " models=%s", strings.Join(k.AllowedModels, ","))
-		}
-		if k.RateLimit > 0 {
-			fmt.Fprintf(&b, " rate=%g burst=%d", k.RateLimit, k.Burst)
-		}
-	}
-	return b.String()
 }
 
 // revokeKey answers DELETE /api/keys/{id}. The key stops working in this process at
