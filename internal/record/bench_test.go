@@ -77,8 +77,9 @@ func BenchmarkEnqueueIntoSQLite(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
 }
 
-// BenchmarkPreparedIntoSQLite measures recording throughput when every call is
-// redacted and sealed in the writer, with Prepare on one goroutine and on GOMAXPROCS.
+// BenchmarkPreparedIntoSQLite measures recording throughput when every call is sealed,
+// or redacted and sealed, in the writer, with Prepare on one goroutine and on
+// GOMAXPROCS.
 // The redaction stand-in is an RE2 scan of both payloads for e-mail addresses and card
 // numbers, which costs about what a pattern redactor does; sealing is package seal's.
 func BenchmarkPreparedIntoSQLite(b *testing.B) {
@@ -89,8 +90,12 @@ func BenchmarkPreparedIntoSQLite(b *testing.B) {
 		c.Response = pii.ReplaceAll(c.Response, []byte("<PII>"))
 		return k.SealCall(c)
 	}
+	b.Run("none", func(b *testing.B) { benchRecord(b, record.Options{}) })
+	b.Run("seal/workers=1", func(b *testing.B) {
+		benchRecord(b, record.Options{Prepare: k.SealCall, PrepareWorkers: 1})
+	})
 	for _, workers := range []int{1, runtime.GOMAXPROCS(0)} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+		b.Run(fmt.Sprintf("redact+seal/workers=%d", workers), func(b *testing.B) {
 			benchRecord(b, record.Options{Prepare: prepare, PrepareWorkers: workers})
 		})
 	}
