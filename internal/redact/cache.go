@@ -25,8 +25,8 @@ const cacheMin = 256
 type cacheKind uint8
 
 const (
-	cacheText cacheKind = iota
-	cacheJSON
+	cacheText  cacheKind = iota // RedactText: key is the text
+	cacheField                  // RedactCall: key is a field's JSON token
 )
 
 type cacheKey struct {
@@ -35,6 +35,7 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
+	text  string // cacheField: the token's text
 	spans []span
 	plan  *jsonPlan
 }
@@ -46,6 +47,7 @@ func newSpanCache(budget int) *spanCache {
 // entryCost is what an entry is charged: its text, its spans and map overhead.
 func entryCost(k cacheKey, e cacheEntry) int {
 	n := len(k.text) + 64 + 32*len(e.spans)
+	n += len(e.text) // counted even when it shares the key's memory: a bound, not a tally
 	if e.plan != nil {
 		n += e.plan.cost()
 	}
@@ -99,3 +101,4 @@ func (c *spanCache) get(kind cacheKind, s string) ([]span, bool) {
 func (c *spanCache) put(kind cacheKind, s string, spans []span) {
 	c.add(kind, s, cacheEntry{spans: spans})
 }
+

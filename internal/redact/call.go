@@ -13,10 +13,11 @@ import (
 // to store.
 var ErrNotJSON = errors.New("redact: payload is not JSON")
 
-// field is one string in a call's JSON that holds content: s.text is the token
-// s.doc[a:b] (quotes included) decoded.
+// field is one string in a call's JSON that holds content: raw is the token doc[a:b]
+// (quotes included) and text the string it encodes.
 type field struct {
 	a, b int
+	raw  string
 	text string
 	// whole is set when the payload was not JSON and the field is all of it.
 	whole bool
@@ -52,7 +53,7 @@ func (r *Redactor) redactCall(request, response []byte, st *State) (req2, resp2 
 		}
 		docs[d] = string(raw)
 		if !gjson.Valid(docs[d]) {
-			fields[d] = []field{{a: 0, b: len(raw), text: docs[d], whole: true}}
+			fields[d] = []field{{a: 0, b: len(raw), raw: docs[d], whole: true}}
 			errs = append(errs, fmt.Errorf("%w: %s", ErrNotJSON, [2]string{"request", "response"}[d]))
 		} else if d == 0 {
 			fields[d] = requestFields(docs[d])
@@ -67,6 +68,7 @@ func (r *Redactor) redactCall(request, response []byte, st *State) (req2, resp2 
 		for i := range fields[d] {
 			f := &fields[d][i]
 			r.planField(f)
+			f.raw = ""
 			values = f.values(values)
 		}
 	}
@@ -105,14 +107,37 @@ func (r *Redactor) redactCall(request, response []byte, st *State) (req2, resp2 
 }
 
 // planField finds what to replace in a field, as free text or, when the text is a JSON
-// object or array (tool results, tool-call arguments), value by value.
+// object or array (tool results, tool-call arguments), value by value. Plans are cached
+// by the field's JSON token, so a repeated system prompt or turn is neither decoded nor
+// scanned again.
 func (r *Redactor) planField(f *field) {
+	if e, ok := r.cache.lookup(cacheField, f.raw); ok {
+		f.text, f.spans, f.plan = e.text, e.spans, e.plan
+		return
+	}
+	f.text = f.raw
+	if !f.whole {
+		f.text = unquote(f.raw)
+	}
 	t := strings.TrimSpace(f.text)
 	if len(t) >= 2 && (t[0] == '{' || t[0] == '[') && gjson.Valid(f.text) {
 		f.plan = r.planJSON(f.text)
-		return
+	} else {
+		f.spans = r.scanText(f.text)
 	}
-	f.spans = r.findText(f.text)
+	if r.cache != nil && len(f.raw) >= cacheMin {
+		// A copy, so that the cache does not keep the whole payload alive; text was
+		// either cut from the payload (no escapes) or decoded into a string of its own.
+		raw := strings.Clone(f.raw)
+		switch {
+		case f.whole:
+			f.text = raw
+		case strings.IndexByte(f.raw, '\\') < 0:
+			f.text = raw[1 : len(raw)-1]
+		}
+		text := f.text
+		r.cache.add(cacheField, raw, cacheEntry{text: text, spans: f.spans, plan: f.plan})
+	}
 }
 
 // values appends the values found in the field.
@@ -195,7 +220,7 @@ func stringField(p *jr, out []field) []field {
 		return out
 	}
 	a, b := p.str()
-	return append(out, field{a: a, b: b, text: unquote(p.s[a:b])})
+	return append(out, field{a: a, b: b, raw: p.s[a:b]})
 }
 
 // messageFields appends the fields of the message object at p.i.

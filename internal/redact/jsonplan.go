@@ -27,9 +27,6 @@ func (p *jsonPlan) cost() int {
 // value's key as a hint and the secrets gitleaks finds in the whole document (its
 // rules look at the key and the operator around a value, which a value alone lacks).
 func (r *Redactor) planJSON(doc string) *jsonPlan {
-	if e, ok := r.cache.lookup(cacheJSON, doc); ok {
-		return e.plan
-	}
 	var secrets []string
 	if r.secrets != nil {
 		secrets = r.secrets.secretsIn(doc)
@@ -53,9 +50,7 @@ func (r *Redactor) planJSON(doc string) *jsonPlan {
 			a := p.i
 			p.skipValue()
 			if v := doc[a:p.i]; len(v) >= 7 && isDigits(v) {
-				if sp := r.findValue(v, hintFor(key), nil); len(sp) > 0 {
-					plan.edits = append(plan.edits, valueEdit{a: a, b: p.i, value: v, number: true, spans: sp})
-				}
+				plan.edits = append(plan.edits, valueEdit{a: a, b: p.i, value: v, number: true, spans: r.findValue(v, hintFor(key), nil)})
 			}
 		default:
 			p.skipValue()
@@ -70,7 +65,6 @@ func (r *Redactor) planJSON(doc string) *jsonPlan {
 		}
 	}
 	plan.edits = kept
-	r.cache.add(cacheJSON, doc, cacheEntry{plan: plan})
 	return plan
 }
 
@@ -89,10 +83,7 @@ func (r *Redactor) applyPlan(doc string, plan *jsonPlan, values []typedValue, st
 	var b []byte
 	last := 0
 	for _, e := range plan.edits {
-		spans := e.spans
-		if !e.number {
-			spans = sweep(e.value, e.spans, placeholders(e.value), values)
-		}
+		spans := sweep(e.value, e.spans, placeholders(e.value), values)
 		if len(spans) == 0 {
 			continue
 		}

@@ -1,8 +1,8 @@
 package redact
 
 import (
-	"encoding/json"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -35,20 +35,25 @@ func (p *jr) peek() byte {
 // str reads the string at p.i and returns the bounds of its token, quotes included.
 func (p *jr) str() (a, b int) {
 	a = p.i
-	p.i++
-	for p.i < len(p.s) {
-		switch p.s[p.i] {
-		case '\\':
-			p.i += 2
-			continue
-		case '"':
-			p.i++
-			return a, min(p.i, len(p.s))
+	j := p.i + 1
+	for {
+		k := strings.IndexByte(p.s[j:], '"')
+		if k < 0 {
+			p.i = len(p.s)
+			return a, p.i
 		}
-		p.i++
+		j += k
+		// The quote ends the string unless an odd number of backslashes escapes it.
+		n := 0
+		for m := j - 1; m > a && p.s[m] == '\\'; m-- {
+			n++
+		}
+		j++
+		if n%2 == 0 {
+			p.i = j
+			return a, j
+		}
 	}
-	p.i = len(p.s)
-	return a, p.i
 }
 
 func (p *jr) skipValue() {
@@ -130,19 +135,84 @@ func (p *jr) array(fn func()) {
 	}
 }
 
-// unquote returns the text of a JSON string token.
+// unquote returns the text of a JSON string token (valid JSON, so every escape is
+// well formed; a lone surrogate becomes U+FFFD, as encoding/json decodes it).
 func unquote(tok string) string {
 	if len(tok) < 2 {
 		return ""
 	}
-	if strings.IndexByte(tok, '\\') < 0 {
-		return tok[1 : len(tok)-1]
+	body := tok[1 : len(tok)-1]
+	k := strings.IndexByte(body, '\\')
+	if k < 0 {
+		return body
 	}
-	var s string
-	if err := json.Unmarshal([]byte(tok), &s); err != nil {
-		return tok[1 : len(tok)-1]
+	b := make([]byte, 0, len(body))
+	b = append(b, body[:k]...)
+	for i := k; i < len(body); {
+		c := body[i]
+		if c != '\\' || i+1 >= len(body) {
+			b = append(b, c)
+			i++
+			continue
+		}
+		switch e := body[i+1]; e {
+		case 'n':
+			b = append(b, '\n')
+		case 't':
+			b = append(b, '\t')
+		case 'r':
+			b = append(b, '\r')
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'u':
+			r, n := hex4(body, i+2)
+			i += 2 + n
+			if utf16.IsSurrogate(r) {
+				r2, n2 := rune(-1), 0
+				if i+1 < len(body) && body[i] == '\\' && body[i+1] == 'u' {
+					r2, n2 = hex4(body, i+2)
+				}
+				if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+					r = d
+					i += 2 + n2
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			b = utf8.AppendRune(b, r)
+			continue
+		default: // '"', '\\', '/'
+			b = append(b, e)
+		}
+		i += 2
 	}
-	return s
+	return string(b)
+}
+
+// hex4 reads the four hex digits of a \u escape at i; n is how many it read.
+func hex4(s string, i int) (r rune, n int) {
+	for n < 4 && i+n < len(s) {
+		c := s[i+n]
+		var v byte
+		switch {
+		case isDigit(c):
+			v = c - '0'
+		case c >= 'a' && c <= 'f':
+			v = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			v = c - 'A' + 10
+		default:
+			return utf8.RuneError, n
+		}
+		r = r<<4 | rune(v)
+		n++
+	}
+	if n < 4 {
+		return utf8.RuneError, n
+	}
+	return r, n
 }
 
 // appendQuoted appends s as a JSON string. Only what JSON requires is escaped, so text

@@ -201,6 +201,19 @@ func (s Summary) Total() int {
 	return n
 }
 
+// ByType returns Counts keyed by type name, the shape store.Call.Redactions takes;
+// nil when nothing was replaced.
+func (s Summary) ByType() map[string]int {
+	if len(s.Counts) == 0 {
+		return nil
+	}
+	out := make(map[string]int, len(s.Counts))
+	for t, n := range s.Counts {
+		out[string(t)] = n
+	}
+	return out
+}
+
 // Summary returns what the state has counted so far.
 func (st *State) Summary() Summary {
 	return Summary{Counts: maps0(st.counts), Distinct: maps0(st.distinct)}

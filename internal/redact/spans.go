@@ -43,14 +43,22 @@ func (r *Redactor) findText(s string) []span {
 	if sp, ok := r.cache.get(cacheText, s); ok {
 		return sp
 	}
+	out := r.scanText(s)
+	r.cache.put(cacheText, s, out)
+	return out
+}
+
+// scanText is findText without the cache.
+func (r *Redactor) scanText(s string) []span {
+	if len(s) < 4 {
+		return nil
+	}
 	out := r.scanBuiltin(s, hint{}, nil)
 	if r.secrets != nil {
 		out = addOccurrences(s, r.secrets.secretsIn(s), SECRET, out)
 	}
 	out = r.scanUser(s, out)
-	out = resolve(s, out)
-	r.cache.put(cacheText, s, out)
-	return out
+	return resolve(s, out)
 }
 
 // findValue returns the spans to replace in one string value of a JSON document, given
