@@ -101,4 +101,3 @@ func (c *spanCache) get(kind cacheKind, s string) ([]span, bool) {
 func (c *spanCache) put(kind cacheKind, s string, spans []span) {
 	c.add(kind, s, cacheEntry{spans: spans})
 }
-

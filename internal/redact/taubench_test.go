@@ -96,7 +96,9 @@ func TestTauBenchFindings(t *testing.T) {
 		for v := range vals {
 			keys = append(keys, v)
 		}
-		sort.Slice(keys, func(i, j int) bool { return vals[keys[i]] > vals[keys[j]] || (vals[keys[i]] == vals[keys[j]] && keys[i] < keys[j]) })
+		sort.Slice(keys, func(i, j int) bool {
+			return vals[keys[i]] > vals[keys[j]] || (vals[keys[i]] == vals[keys[j]] && keys[i] < keys[j])
+		})
 		fmt.Fprintf(&b, "%-16s %6d occurrences %4d distinct", ty, counts[ty], len(vals))
 		if len(keys) > 0 {
 			fmt.Fprintf(&b, "  e.g. %q", keys[:min(len(keys), 6)])
