@@ -544,6 +544,12 @@ func BenchmarkGateway(b *testing.B) {
 	if err := k.Refresh(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	// The floor: the SHA-256 every check pays, which dominates the cost.
+	b.Run("sha256-only", func(b *testing.B) {
+		for b.Loop() {
+			hashToken(keys["plain"])
+		}
+	})
 	for _, name := range []string{"plain", "rate-limited"} {
 		token := keys[name]
 		r := httptest.NewRequest("POST", "/v1/chat/completions", nil)
@@ -567,5 +573,22 @@ func BenchmarkGateway(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	for _, tt := range []struct {
+		k    store.Key
+		want string
+	}{
+		{store.Key{Kind: store.KeyAdmin, Role: store.RoleViewer, Name: "bob", Hash: Hash("x")}, `admin key "bob" role=viewer`},
+		{store.Key{Kind: store.KeyGateway, Name: "a", ClientID: "billing"}, `gateway key "a" client=billing`},
+		{store.Key{Kind: store.KeyGateway, Name: "a", ClientID: "c", AllowedModels: []string{"m1", "m2"}, RateLimit: 2.5, Burst: 5},
+			`gateway key "a" client=c models=m1,m2 rate=2.5/s burst=5`},
+		{store.Key{Kind: store.KeyGateway, ClientID: "c", RateLimit: 1}, `gateway key "" client=c rate=1/s`},
+	} {
+		if got := Describe(&tt.k); got != tt.want {
+			t.Errorf("Describe = %q, want %q", got, tt.want)
+		}
 	}
 }
