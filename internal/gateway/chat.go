@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/downshift-dev/downshift/internal/auth"
 	"github.com/downshift-dev/downshift/internal/backend"
 	"github.com/downshift-dev/downshift/internal/openai"
 	"github.com/downshift-dev/downshift/internal/store"
@@ -41,6 +42,7 @@ var errAborted = errors.New("stream aborted")
 
 // exchange is one chat call in flight.
 type exchange struct {
+	client      *auth.Client // nil in open mode
 	call        *store.Call
 	head        *openai.Head // what the hot path reads of the request
 	body        []byte       // the client's bytes
@@ -52,8 +54,18 @@ type exchange struct {
 // becomes exactly one recorded call.
 func (g *Gateway) chat(w http.ResponseWriter, r *http.Request) {
 	start := g.now()
-	x := &exchange{call: &store.Call{ID: g.newID(), StartedAt: start, Route: store.RouteReference}}
-	err := g.serveChat(w, r, x)
+	client, err := g.authenticate(r)
+	if err != nil {
+		// Refused before it became a call: counted, not recorded, so that nobody
+		// without a key can fill the store.
+		writeError(w, asAPIError(err))
+		return
+	}
+	x := &exchange{client: client, call: &store.Call{ID: g.newID(), StartedAt: start, Route: store.RouteReference}}
+	if client != nil {
+		x.call.ClientID = client.ClientID
+	}
+	err = g.serveChat(w, r, x)
 	if err != nil && !errors.Is(err, errAborted) && !x.headersSent {
 		ae := asAPIError(err)
 		if ae.cause != nil {
@@ -108,6 +120,9 @@ func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange)
 	if !ok {
 		return &apiError{status: http.StatusNotFound, typ: typeInvalidRequest, code: "model_not_found", param: "model",
 			msg: fmt.Sprintf("The model `%s` does not exist or is not served by this gateway.", head.Model)}
+	}
+	if err := allowed(x.client, head.Model, m.Name); err != nil {
+		return err
 	}
 
 	resp, up, err := g.send(r.Context(), x, m)

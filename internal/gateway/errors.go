@@ -15,6 +15,8 @@ const (
 	typeRateLimit      = "rate_limit_error"
 	typeServer         = "server_error"
 	typeTimeout        = "timeout_error"
+	typeAuthentication = "authentication_error"
+	typePermission     = "permission_error"
 )
 
 // apiError is an error with the response a client should see. msg is client-visible
@@ -27,8 +29,11 @@ type apiError struct {
 	code   string
 	// body, when set, is sent instead of one built from the fields (an upstream's own
 	// error body passed through).
-	body  []byte
-	cause error
+	body []byte
+	// challenge adds WWW-Authenticate: Bearer (401s); retryAfter a Retry-After (429s).
+	challenge  bool
+	retryAfter int
+	cause      error
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -55,6 +60,12 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
+	if e.challenge {
+		h.Set("WWW-Authenticate", "Bearer")
+	}
+	if e.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
 	w.WriteHeader(e.status)
 	_, _ = w.Write(b)
 }

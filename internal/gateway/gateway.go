@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/downshift-dev/downshift/internal/auth"
 	"github.com/downshift-dev/downshift/internal/backend"
 	"github.com/downshift-dev/downshift/internal/store"
 	"github.com/downshift-dev/downshift/internal/tokens"
@@ -31,10 +32,18 @@ type Recorder interface {
 	Enqueue(c store.Call) error
 }
 
+// Authenticator checks the key a request presents. *auth.Keys implements it.
+type Authenticator interface {
+	Gateway(token string) (*auth.Client, error)
+}
+
 // Options configure a Gateway. Catalog and Recorder are required.
 type Options struct {
 	Catalog  *backend.Catalog
 	Recorder Recorder
+	// Keys checks gateway keys. nil serves every request without a key (open mode,
+	// which the composition root allows only when configured and warns about).
+	Keys Authenticator
 	// Ready reports whether the store can take writes, for /readyz. nil: always ready.
 	Ready func(ctx context.Context) error
 	// MaxBodyBytes caps request bodies (413 above it). 0: 8 MiB.
@@ -57,6 +66,7 @@ type Options struct {
 type Gateway struct {
 	catalog  *backend.Catalog
 	recorder Recorder
+	keys     Authenticator
 	ready    func(ctx context.Context) error
 	maxBody  int64
 	tokens   *tokens.Counter
@@ -76,6 +86,7 @@ func New(o Options) (*Gateway, error) {
 	g := &Gateway{
 		catalog:  o.Catalog,
 		recorder: o.Recorder,
+		keys:     o.Keys,
 		ready:    o.Ready,
 		maxBody:  o.MaxBodyBytes,
 		tokens:   o.Tokens,
@@ -200,4 +211,42 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		return nil, &apiError{status: http.StatusBadRequest, typ: typeInvalidRequest, msg: "Could not read the request body.", cause: err}
 	}
 	return buf, nil
+}
+
+// authenticate checks the request's gateway key. It returns the client (nil in open
+// mode) or the error the client gets: 401 without a valid key, 429 over its rate.
+func (g *Gateway) authenticate(r *http.Request) (*auth.Client, error) {
+	if g.keys == nil {
+		return nil, nil
+	}
+	c, err := g.keys.Gateway(auth.BearerToken(r))
+	if err == nil {
+		return c, nil
+	}
+	var rl *auth.RateLimitError
+	switch {
+	case errors.As(err, &rl):
+		g.metrics.authFailures.WithLabelValues("rate_limited").Inc()
+		return c, &apiError{status: http.StatusTooManyRequests, typ: typeRateLimit, code: "rate_limit_exceeded",
+			retryAfter: rl.RetryAfterSeconds(),
+			msg:        fmt.Sprintf("Rate limit reached for this key; retry after %d s.", rl.RetryAfterSeconds())}
+	case errors.Is(err, auth.ErrMissingKey):
+		g.metrics.authFailures.WithLabelValues("missing_key").Inc()
+		return nil, &apiError{status: http.StatusUnauthorized, typ: typeAuthentication, challenge: true,
+			msg: "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."}
+	default:
+		g.metrics.authFailures.WithLabelValues("invalid_key").Inc()
+		return nil, &apiError{status: http.StatusUnauthorized, typ: typeAuthentication, code: "invalid_api_key", challenge: true,
+			msg: "Incorrect API key provided."}
+	}
+}
+
+// allowed returns the 403 a client gets for a model its key may not use, or nil. The
+// key may name the model as the client asks for it or as configured.
+func allowed(c *auth.Client, model, served string) error {
+	if c == nil || c.Allows(model) || c.Allows(served) {
+		return nil
+	}
+	return &apiError{status: http.StatusForbidden, typ: typePermission, code: "model_not_allowed", param: "model",
+		msg: fmt.Sprintf("This key may not use the model `%s`.", model)}
 }

@@ -18,6 +18,7 @@ type metrics struct {
 	cost           *prometheus.CounterVec
 	upstreamErrors *prometheus.CounterVec
 	fallbacks      *prometheus.CounterVec
+	authFailures   *prometheus.CounterVec
 }
 
 // latencyBuckets spans a cached answer (ms) to a long agent turn (minutes).
@@ -55,8 +56,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "downshift_fallbacks_total",
 			Help: "Requests moved to a fallback model after a retryable failure, by original and fallback model.",
 		}, []string{"from", "to"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_auth_failures_total",
+			Help: "Requests refused before they became calls, by reason (missing_key, invalid_key, rate_limited). They are not recorded.",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttft, m.tokens, m.cost, m.upstreamErrors, m.fallbacks} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttft, m.tokens, m.cost, m.upstreamErrors, m.fallbacks, m.authFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -12,10 +12,16 @@ import (
 )
 
 // listModels serves GET /v1/models: every configured model and every alias.
-func (g *Gateway) listModels(w http.ResponseWriter, _ *http.Request) error {
+func (g *Gateway) listModels(w http.ResponseWriter, r *http.Request) error {
+	client, err := g.authenticate(r)
+	if err != nil {
+		return err
+	}
 	list := openai.ModelList{Object: "list", Data: []openai.Model{}}
 	for _, m := range g.catalog.Models() {
-		list.Data = append(list.Data, openai.Model{ID: m.Name, Object: "model", OwnedBy: m.Backend.Name()})
+		if allowed(client, m.Name, m.Name) == nil {
+			list.Data = append(list.Data, openai.Model{ID: m.Name, Object: "model", OwnedBy: m.Backend.Name()})
+		}
 	}
 	aliases := g.catalog.Aliases()
 	names := make([]string, 0, len(aliases))
@@ -25,7 +31,9 @@ func (g *Gateway) listModels(w http.ResponseWriter, _ *http.Request) error {
 	sort.Strings(names)
 	for _, a := range names {
 		m, _ := g.catalog.Resolve(a)
-		list.Data = append(list.Data, openai.Model{ID: a, Object: "model", OwnedBy: m.Backend.Name()})
+		if allowed(client, a, m.Name) == nil {
+			list.Data = append(list.Data, openai.Model{ID: a, Object: "model", OwnedBy: m.Backend.Name()})
+		}
 	}
 	return writeJSON(w, http.StatusOK, list)
 }
@@ -33,6 +41,10 @@ func (g *Gateway) listModels(w http.ResponseWriter, _ *http.Request) error {
 // embeddings serves POST /v1/embeddings by passing the request to the backend of the
 // named model (with its upstream name) and its answer back unchanged.
 func (g *Gateway) embeddings(w http.ResponseWriter, r *http.Request) error {
+	client, err := g.authenticate(r)
+	if err != nil {
+		return err
+	}
 	body, err := g.readBody(w, r)
 	if err != nil {
 		return err
@@ -55,6 +67,9 @@ func (g *Gateway) embeddings(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return &apiError{status: http.StatusNotFound, typ: typeInvalidRequest, code: "model_not_found", param: "model",
 			msg: fmt.Sprintf("The model `%s` does not exist or is not served by this gateway.", *req.Model)}
+	}
+	if err := allowed(client, *req.Model, m.Name); err != nil {
+		return err
 	}
 	up, err := openai.PatchRequest(body, map[string]any{"model": m.UpstreamName})
 	if err != nil {
