@@ -41,25 +41,45 @@ type storeFlags struct {
 	config string
 }
 
-// open opens the store the flags name: --db, else --config's store section, else
-// downshift.db. It refuses to create a SQLite file that does not exist, since a
-// command that only reads would otherwise leave an empty database behind.
-func (f *storeFlags) open(ctx context.Context) (store.Store, error) {
-	driver, dsn := "sqlite", "downshift.db"
+// target resolves the store the flags name: --db, else --config's store section, else
+// downshift.db.
+func (f *storeFlags) target() (driver, dsn string, err error) {
+	driver, dsn = "sqlite", "downshift.db"
 	switch {
 	case f.db != "":
 		dsn = f.db
 	case f.config != "":
 		cfg, err := config.Load(f.config, os.Environ())
 		if err != nil {
-			return nil, err
+			return "", "", err
 		}
 		driver, dsn = cfg.Store.Driver, cfg.Store.DSN
+	}
+	return driver, dsn, nil
+}
+
+// open opens the store the flags name. It refuses to create a SQLite file that does
+// not exist, since a command that only reads would otherwise leave an empty database
+// behind.
+func (f *storeFlags) open(ctx context.Context) (store.Store, error) {
+	driver, dsn, err := f.target()
+	if err != nil {
+		return nil, err
 	}
 	if driver == "" || driver == "sqlite" {
 		if _, err := os.Stat(dsn); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no database at %s (set --db, or --config with store.dsn)", dsn)
 		}
+	}
+	return openStore(ctx, driver, dsn)
+}
+
+// create opens the store the flags name, creating it when it does not exist yet (the
+// first key of a new deployment is made before the server has ever run).
+func (f *storeFlags) create(ctx context.Context) (store.Store, error) {
+	driver, dsn, err := f.target()
+	if err != nil {
+		return nil, err
 	}
 	return openStore(ctx, driver, dsn)
 }

@@ -8,6 +8,14 @@ func commands() []*cobra.Command {
 		newServeCmd(),
 		newDemoCmd(),
 		newCallsCmd(),
+		keysCmd(),
 		newSimCmd(),
 	}
+}
+
+// keysCmd is `downshift keys`: access keys, and encryption keys under it.
+func keysCmd() *cobra.Command {
+	cmd := newKeysCmd()
+	cmd.AddCommand(newKeysEncryptionCmd())
+	return cmd
 }

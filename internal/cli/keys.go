@@ -46,20 +46,6 @@ type keyStore interface {
 	store.AuditLog
 }
 
-// openKeyStore opens the store the flags name, which must keep keys.
-func openKeyStore(ctx context.Context, sf *storeFlags) (keyStore, func() error, error) {
-	st, err := sf.open(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	ks, ok := st.(keyStore)
-	if !ok {
-		st.Close()
-		return nil, nil, fmt.Errorf("this store (%T) keeps no keys", st)
-	}
-	return ks, st.Close, nil
-}
-
 // cliActor is who the audit trail names for the command line: "cli", and the OS user.
 func cliActor() (actor, name string) {
 	if u, err := user.Current(); err == nil {
@@ -97,12 +83,12 @@ func newKeysCreateCmd(sf *storeFlags) *cobra.Command {
 			if k.Kind == "" {
 				return errors.New("--kind is required: gateway (for agents) or admin (for the admin API)")
 			}
-			ks, closeStore, err := openKeyStore(cmd.Context(), sf)
+			st, err := sf.create(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeStore()
-			return runKeysCreate(cmd.Context(), ks, k, time.Now(), quiet, cmd.OutOrStdout())
+			defer st.Close()
+			return runKeysCreate(cmd.Context(), st, k, time.Now(), quiet, cmd.OutOrStdout())
 		},
 	}
 	fl := cmd.Flags()
@@ -150,12 +136,12 @@ func newKeysListCmd(sf *storeFlags) *cobra.Command {
 		Short: "List keys, revoked ones included (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ks, closeStore, err := openKeyStore(cmd.Context(), sf)
+			st, err := sf.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeStore()
-			return runKeysList(cmd.Context(), ks, cmd.OutOrStdout())
+			defer st.Close()
+			return runKeysList(cmd.Context(), st, cmd.OutOrStdout())
 		},
 	}
 }
@@ -195,12 +181,12 @@ func newKeysRevokeCmd(sf *storeFlags) *cobra.Command {
 		Short: "Revoke a key; a running server refuses it within auth.refresh_interval",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ks, closeStore, err := openKeyStore(cmd.Context(), sf)
+			st, err := sf.open(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeStore()
-			return runKeysRevoke(cmd.Context(), ks, args[0], time.Now(), cmd.OutOrStdout())
+			defer st.Close()
+			return runKeysRevoke(cmd.Context(), st, args[0], time.Now(), cmd.OutOrStdout())
 		},
 	}
 }

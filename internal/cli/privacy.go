@@ -81,12 +81,7 @@ func (p *privacy) prepare(c *store.Call) error {
 			return fmt.Errorf("redacting call %s: %w", c.ID, err)
 		}
 		c.Request, c.Response = req, resp
-		if len(sum.Counts) > 0 {
-			c.Redactions = make(map[string]int, len(sum.Counts))
-			for t, n := range sum.Counts {
-				c.Redactions[string(t)] = n
-			}
-		}
+		c.Redactions = sum.ByType()
 	}
 	if p.keyring.Enabled() {
 		return p.keyring.SealCall(c)

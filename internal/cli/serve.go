@@ -16,11 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/downshift-dev/downshift/internal/auth"
 	"github.com/downshift-dev/downshift/internal/backend"
 	"github.com/downshift-dev/downshift/internal/config"
 	"github.com/downshift-dev/downshift/internal/gateway"
 	"github.com/downshift-dev/downshift/internal/record"
 	"github.com/downshift-dev/downshift/internal/store"
+	"github.com/downshift-dev/downshift/internal/web"
 )
 
 func newServeCmd() *cobra.Command {
@@ -65,18 +67,31 @@ func runServe(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	return srv.shutdown(sctx)
 }
 
-// server is a running gateway with its recorder and store: the composition root.
+// server is a running gateway with its recorder, keys and store: the composition root.
 type server struct {
 	http     *http.Server
 	recorder *record.Recorder
+	keys     *auth.Keys
 	store    store.Store
 	log      *slog.Logger
 	served   chan error
+	stopKeys context.CancelFunc
+	keysDone chan struct{}
 	addr     string
 }
 
-// startServer builds everything from cfg and serves on ln until shutdown.
-func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) (*server, error) {
+// startServer builds everything from cfg and serves on ln until shutdown: the
+// OpenAI-compatible API at /v1 (behind gateway keys unless auth.open), the admin API at
+// /api (behind admin keys, always), and the operations endpoints.
+func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) (_ *server, err error) {
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -92,6 +107,29 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	if err != nil {
 		return nil, err
 	}
+	undo = append(undo, func() { st.Close() })
+
+	keys := auth.NewKeys(st, auth.Options{Logger: log.With("component", "auth")})
+	if err := keys.Refresh(ctx); err != nil {
+		return nil, fmt.Errorf("loading keys: %w", err)
+	}
+	gatewayKeys, adminKeys := keys.Counts()
+	var gwAuth gateway.Authenticator = keys
+	switch {
+	case cfg.Auth.Open:
+		gwAuth = nil
+		log.Warn("auth.open is set: the gateway serves agents without keys, and records no client id")
+	case gatewayKeys == 0:
+		log.Warn("no gateway keys: every agent request will get 401 until one is made with `downshift keys create --kind gateway`")
+	}
+	if adminKeys == 0 {
+		log.Info("no admin keys: the admin API (/api) refuses every request until one is made with `downshift keys create --kind admin`")
+	}
+	keysCtx, stopKeys := context.WithCancel(context.Background())
+	keysDone := make(chan struct{})
+	go func() { defer close(keysDone); keys.Run(keysCtx, cfg.Auth.RefreshInterval) }()
+	undo = append(undo, func() { stopKeys(); <-keysDone })
+
 	rec, err := record.New(record.Options{
 		Store:         st,
 		Prepare:       priv.prepare,
@@ -104,13 +142,15 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 		Registerer:    reg,
 	})
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	rec.Start()
+	undo = append(undo, func() { _ = rec.Close(context.Background()) })
+
 	gw, err := gateway.New(gateway.Options{
 		Catalog:      cat,
 		Recorder:     rec,
+		Keys:         gwAuth,
 		Ready:        st.Check,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Logger:       log.With("component", "gateway"),
@@ -118,20 +158,29 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 		Gatherer:     reg,
 	})
 	if err != nil {
-		_ = rec.Close(context.Background())
-		st.Close()
 		return nil, err
 	}
+	api, err := web.New(web.Options{Store: st, Keys: keys, OpenCall: priv.keyring.OpenCall, Logger: log.With("component", "api")})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", api)
+	mux.Handle("/", gw)
+
 	s := &server{
 		http: &http.Server{
-			Handler:           gw,
+			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},
 		recorder: rec,
+		keys:     keys,
 		store:    st,
 		log:      log,
 		served:   make(chan error, 1),
+		stopKeys: stopKeys,
+		keysDone: keysDone,
 		addr:     ln.Addr().String(),
 	}
 	go func() { s.served <- s.http.Serve(ln) }()
@@ -139,7 +188,7 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 }
 
 // shutdown stops accepting, waits for in-flight requests (each enqueues its record
-// before it returns), flushes the recorder and closes the store.
+// before it returns), flushes the recorder and the keys' last use, and closes the store.
 func (s *server) shutdown(ctx context.Context) error {
 	var errs []error
 	if err := s.http.Shutdown(ctx); err != nil {
@@ -153,6 +202,11 @@ func (s *server) shutdown(ctx context.Context) error {
 	}
 	st := s.recorder.Stats()
 	s.log.Info("recorder drained", "accepted", st.Accepted, "written", st.Written, "dropped", st.Dropped)
+	s.stopKeys()
+	<-s.keysDone
+	if err := s.keys.Flush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("saving key use: %w", err))
+	}
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, err)
 	}

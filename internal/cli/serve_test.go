@@ -21,6 +21,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 
+	"github.com/downshift-dev/downshift/internal/auth"
 	"github.com/downshift-dev/downshift/internal/config"
 	"github.com/downshift-dev/downshift/internal/openai"
 	"github.com/downshift-dev/downshift/internal/sim"
@@ -43,23 +44,43 @@ func startSim(t *testing.T, o sim.Options) string {
 	return "http://" + ln.Addr().String() + "/v1"
 }
 
-// startTestServer runs the whole server (gateway, recorder, SQLite store) against
-// upstream, as serve does.
-func startTestServer(t *testing.T, upstream string) (*server, string) {
+// startTestServer runs the whole server (gateway, recorder, keys, SQLite store) against
+// upstream, as serve does, with one gateway key for client "test-agent", whose secret
+// it returns.
+func startTestServer(t *testing.T, upstream string) (srv *server, db, key string) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Store.DSN = filepath.Join(t.TempDir(), "downshift.db")
 	cfg.Backends = []config.Backend{{Name: "sim", URL: upstream}}
 	cfg.Models = []config.Model{{Name: "gpt-4o", Backend: "sim", Role: "reference", Price: gpt4oPrice}}
+	key = createKey(t, cfg.Store.DSN, store.Key{Kind: store.KeyGateway, Name: "test-agent"})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startServer(context.Background(), cfg, ln, slog.New(slog.DiscardHandler))
+	srv, err = startServer(context.Background(), cfg, ln, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return srv, cfg.Store.DSN
+	return srv, cfg.Store.DSN, key
+}
+
+// createKey makes a key in the store at db, as `downshift keys create` does.
+func createKey(t *testing.T, db string, k store.Key) string {
+	t.Helper()
+	st, err := openStore(context.Background(), "sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	k, secret, err := auth.NewKey(k, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateKey(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	return secret
 }
 
 // storedCalls shuts srv down (flushing the recorder) and reads back every call.
@@ -87,8 +108,8 @@ func storedCalls(t *testing.T, srv *server, db string) []store.Call {
 // is in the SQLite store with the tokens the client was told and the answer it got.
 func TestServeRecordsOpenAIClientCalls(t *testing.T) {
 	upstream := startSim(t, sim.Options{Mode: sim.ModeSynthetic, ToolCallShare: 1, Seed: 7})
-	srv, db := startTestServer(t, upstream)
-	client := oa.NewClient(option.WithBaseURL("http://"+srv.addr+"/v1/"), option.WithAPIKey("sk-test"), option.WithMaxRetries(0))
+	srv, db, key := startTestServer(t, upstream)
+	client := oa.NewClient(option.WithBaseURL("http://"+srv.addr+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0))
 	ctx := context.Background()
 
 	type seen struct {
@@ -150,8 +171,8 @@ func TestServeRecordsOpenAIClientCalls(t *testing.T) {
 	}
 	for i, c := range calls {
 		w := want[i]
-		if c.Stream != w.stream || c.Status != 200 || c.ServedModel != "gpt-4o" {
-			t.Errorf("call %d: stream=%v status=%d served=%q", i, c.Stream, c.Status, c.ServedModel)
+		if c.Stream != w.stream || c.Status != 200 || c.ServedModel != "gpt-4o" || c.ClientID != "test-agent" {
+			t.Errorf("call %d: stream=%v status=%d served=%q client=%q", i, c.Stream, c.Status, c.ServedModel, c.ClientID)
 		}
 		if int64(c.PromptTokens) != w.prompt || int64(c.CompletionTokens) != w.compl || c.TokensEstimated || w.prompt == 0 {
 			t.Errorf("call %d: stored tokens %d/%d (estimated %v), client saw %d/%d", i, c.PromptTokens, c.CompletionTokens, c.TokensEstimated, w.prompt, w.compl)
@@ -215,7 +236,7 @@ func checkOperations(t *testing.T, base string) {
 func TestGracefulShutdownLosesNoRecords(t *testing.T) {
 	upstream := startSim(t, sim.Options{Mode: sim.ModeSynthetic, Seed: 3,
 		Latency: sim.Latency{TTFT: 5 * time.Millisecond, TokensPerSecond: 2000}})
-	srv, db := startTestServer(t, upstream)
+	srv, db, key := startTestServer(t, upstream)
 	base := "http://" + srv.addr + "/v1/chat/completions"
 
 	var answered atomic.Int64
@@ -234,7 +255,9 @@ func TestGracefulShutdownLosesNoRecords(t *testing.T) {
 				}
 				stream := w%2 == 0
 				body := fmt.Sprintf(`{"model":"gpt-4o","stream":%v,"messages":[{"role":"user","content":"request %d from client %d"}]}`, stream, i, w)
-				resp, err := client.Post(base, "application/json", strings.NewReader(body))
+				req, _ := http.NewRequest(http.MethodPost, base, strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+key)
+				resp, err := client.Do(req)
 				if err != nil {
 					continue // refused: the server is shutting down
 				}

@@ -116,6 +116,11 @@ const (
 
 // Store keeps calls. Implementations are safe for concurrent use.
 type Store interface {
+	// Keys and the audit trail live in the same store as the calls they guard.
+	KeyStore
+	KeyUsage
+	AuditLog
+
 	// InsertCalls writes calls in one transaction: all or none. A call without an ID, or
 	// with an ID already stored, fails the whole batch.
 	InsertCalls(ctx context.Context, calls []Call) error
