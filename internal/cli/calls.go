@@ -16,7 +16,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/downshift-dev/downshift/internal/auth"
 	"github.com/downshift-dev/downshift/internal/config"
+	"github.com/downshift-dev/downshift/internal/seal"
 	"github.com/downshift-dev/downshift/internal/store"
 	"github.com/downshift-dev/downshift/internal/store/sqlite"
 )
@@ -212,28 +214,75 @@ func runCallsList(ctx context.Context, st store.Store, f store.Filter, asJSON bo
 }
 
 func newCallsShowCmd(sf *storeFlags) *cobra.Command {
-	return &cobra.Command{
+	var key string
+	cmd := &cobra.Command{
 		Use:   "show ID",
-		Short: "Print one call, with its request and response, as JSON",
-		Args:  cobra.ExactArgs(1),
+		Short: "Print one call, with its request and response, as JSON (needs an admin key; audited)",
+		Long: `show prints one recorded call with its payloads. Reading payloads takes an admin key
+(viewer or admin role), from --key or $DOWNSHIFT_KEY, and is written to the audit trail
+under that key. Payloads sealed at rest are opened with the keys in --config's
+privacy.encryption section.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if key == "" {
+				key = os.Getenv("DOWNSHIFT_KEY")
+			}
 			st, err := sf.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			return runCallsShow(cmd.Context(), st, args[0], cmd.OutOrStdout())
+			kr, err := sf.keyring()
+			if err != nil {
+				return err
+			}
+			return runCallsShow(cmd.Context(), st, kr, key, args[0], cmd.OutOrStdout())
 		},
 	}
+	cmd.Flags().StringVar(&key, "key", "", "admin key (viewer or admin) to read payloads with (default $DOWNSHIFT_KEY)")
+	return cmd
 }
 
-func runCallsShow(ctx context.Context, st store.Store, id string, w io.Writer) error {
+// keyring loads the encryption keys of --config, if any, to open sealed payloads.
+func (f *storeFlags) keyring() (*seal.Keyring, error) {
+	if f.config == "" {
+		return &seal.Keyring{}, nil
+	}
+	cfg, err := config.Load(f.config, os.Environ())
+	if err != nil {
+		return nil, err
+	}
+	return seal.NewKeyring(cfg.Privacy.Encryption, os.Getenv)
+}
+
+// runCallsShow prints one call after checking the reader's admin key against the
+// store and writing the read to the audit trail; nothing is printed if either fails.
+func runCallsShow(ctx context.Context, st store.Store, kr *seal.Keyring, key, id string, w io.Writer) error {
+	keys := auth.NewKeys(st, auth.Options{})
+	if err := keys.Refresh(ctx); err != nil {
+		return err
+	}
+	p, err := keys.Admin(key)
+	switch {
+	case errors.Is(err, auth.ErrMissingKey):
+		return errors.New("reading payloads needs an admin key: pass --key or set DOWNSHIFT_KEY (make one with `downshift keys create --kind admin`)")
+	case err != nil:
+		return errors.New("the key is not a valid admin key")
+	}
 	c, err := st.GetCall(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no call with id %q", id)
 	}
 	if err != nil {
 		return err
+	}
+	if err := kr.OpenCall(&c); err != nil {
+		return fmt.Errorf("%w (pass --config with the privacy.encryption keys that sealed it)", err)
+	}
+	_, osUser := cliActor()
+	if err := st.AppendAudit(ctx, store.AuditEntry{At: time.Now(), Actor: p.KeyID, ActorName: p.Name,
+		Action: store.AuditReadPayload, Target: id, Detail: "downshift calls show", Remote: "cli:" + osUser}); err != nil {
+		return fmt.Errorf("writing the audit trail: %w", err)
 	}
 	b, err := json.MarshalIndent(newCallView(c), "", "  ")
 	if err != nil {
@@ -412,6 +461,8 @@ type callView struct {
 	TTFTMS           float64         `json:"ttft_ms"`
 	CostUSD          float64         `json:"cost_usd"`
 	Simulated        bool            `json:"simulated"`
+	Redactions       map[string]int  `json:"redactions,omitempty"`
+	KeyID            string          `json:"key_id,omitempty"`
 	Request          json.RawMessage `json:"request,omitempty"`
 	Response         json.RawMessage `json:"response,omitempty"`
 }
@@ -426,6 +477,7 @@ func newCallView(c store.Call) callView {
 		PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens,
 		CachedTokens: c.CachedTokens, TokensEstimated: c.TokensEstimated,
 		LatencyMS: ms(c.Latency), TTFTMS: ms(c.TTFT), CostUSD: c.CostUSD, Simulated: c.Simulated,
+		Redactions: c.Redactions, KeyID: c.KeyID,
 		Request: payload(c.Request), Response: payload(c.Response),
 	}
 }

@@ -137,7 +137,8 @@ func TestCallsListJSONLeavesPayloadsOut(t *testing.T) {
 
 func TestCallsShowEmbedsPayloadsAsJSON(t *testing.T) {
 	db := testDB(t)
-	out, _ := run(t, 0, "calls", "show", "--db", db, "01JX0000000000000000000001")
+	viewer := createKey(t, db, store.Key{Kind: store.KeyAdmin, Role: store.RoleViewer, Name: "analyst"})
+	out, _ := run(t, 0, "calls", "show", "--db", db, "--key", viewer, "01JX0000000000000000000001")
 	var v struct {
 		ID        string
 		LatencyMS float64 `json:"latency_ms"`
@@ -162,7 +163,7 @@ func TestCallsShowEmbedsPayloadsAsJSON(t *testing.T) {
 	}
 
 	// A payload that is not JSON is shown as a string.
-	out, _ = run(t, 0, "calls", "show", "--db", db, "01JX0000000000000000000002")
+	out, _ = run(t, 0, "calls", "show", "--db", db, "--key", viewer, "01JX0000000000000000000002")
 	var w struct{ Response string }
 	if err := json.Unmarshal([]byte(out), &w); err != nil || w.Response != "not json \x00" {
 		t.Errorf("non-JSON response = %q, %v\n%s", w.Response, err, out)
@@ -170,9 +171,37 @@ func TestCallsShowEmbedsPayloadsAsJSON(t *testing.T) {
 }
 
 func TestCallsShowUnknownID(t *testing.T) {
-	_, stderr := run(t, 1, "calls", "show", "--db", testDB(t), "01JXNOPE")
+	db := testDB(t)
+	admin := createKey(t, db, store.Key{Kind: store.KeyAdmin, Role: store.RoleAdmin, Name: "ops"})
+	_, stderr := run(t, 1, "calls", "show", "--db", db, "--key", admin, "01JXNOPE")
 	if !strings.Contains(stderr, `no call with id "01JXNOPE"`) {
 		t.Errorf("stderr = %q", stderr)
+	}
+}
+
+// Reading payloads from the command line takes an admin key and leaves an audit entry
+// naming it; without one, or with a gateway key, nothing is printed or audited.
+func TestCallsShowNeedsAnAdminKeyAndIsAudited(t *testing.T) {
+	db := testDB(t)
+	gw := createKey(t, db, store.Key{Kind: store.KeyGateway, Name: "agent"})
+	viewer := createKey(t, db, store.Key{Kind: store.KeyAdmin, Role: store.RoleViewer, Name: "analyst"})
+	const id = "01JX0000000000000000000001"
+	for _, key := range []string{"", gw, "dsa_not-a-key"} {
+		out, stderr := run(t, 1, "calls", "show", "--db", db, "--key", key, id)
+		if out != "" || !strings.Contains(stderr, "admin key") {
+			t.Errorf("key %q: stdout %q stderr %q", key, out, stderr)
+		}
+	}
+	t.Setenv("DOWNSHIFT_KEY", viewer)
+	run(t, 0, "calls", "show", "--db", db, id)
+	st, err := openStore(context.Background(), "sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	es, err := st.ListAudit(context.Background(), store.AuditFilter{Action: store.AuditReadPayload})
+	if err != nil || len(es) != 1 || es[0].Target != id || es[0].ActorName != "analyst" {
+		t.Errorf("audit = %+v (%v), want one read_payload of %s by analyst", es, err, id)
 	}
 }
 
