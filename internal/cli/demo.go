@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -20,14 +23,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/downshift-dev/downshift/internal/auth"
 	"github.com/downshift-dev/downshift/internal/config"
 	"github.com/downshift-dev/downshift/internal/dataset"
+	"github.com/downshift-dev/downshift/internal/seal"
 	"github.com/downshift-dev/downshift/internal/sim"
 	"github.com/downshift-dev/downshift/internal/store"
 )
 
 type demoOptions struct {
-	db            string
+	dir           string
 	conversations int
 	concurrency   int
 	streamEvery   int
@@ -50,7 +55,7 @@ recorded. It needs no network and no configuration.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.db, "db", "", "SQLite file to record into (default: a new file in a temporary directory)")
+	f.StringVar(&o.dir, "dir", "", "directory for the demo's database, config and keys (default: a new temporary directory)")
 	f.IntVar(&o.conversations, "conversations", 0, "play only the first N conversations (0: all 200)")
 	f.IntVar(&o.concurrency, "concurrency", 8, "conversations played at once")
 	f.IntVar(&o.streamEvery, "stream-every", 3, "stream every Nth conversation's calls (0: never)")
@@ -76,13 +81,12 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	for _, c := range convs {
 		total += len(c)
 	}
-
-	dir := ""
-	if o.db == "" {
-		if dir, err = os.MkdirTemp("", "downshift-demo-"); err != nil {
+	if o.dir == "" {
+		if o.dir, err = os.MkdirTemp("", "downshift-demo-"); err != nil {
 			return err
 		}
-		o.db = filepath.Join(dir, "downshift.db")
+	} else if err := os.MkdirAll(o.dir, 0o700); err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
@@ -99,24 +103,25 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	go func() { _ = simSrv.Serve(simLn) }()
 	defer simSrv.Shutdown(context.Background())
 
-	cfg := config.Default()
-	cfg.Store.DSN = o.db
-	cfg.Backends = []config.Backend{{Name: "sim", URL: "http://" + simLn.Addr().String() + "/v1"}}
-	cfg.Models = []config.Model{{Name: "gpt-4o", Backend: "sim", Role: "reference", Price: gpt4oPrice}}
+	d, err := setUpDemo(ctx, o.dir, "http://"+simLn.Addr().String()+"/v1")
+	if err != nil {
+		return err
+	}
 	gwLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	srv, err := startServer(ctx, cfg, gwLn, log)
+	srv, err := startServer(ctx, d.cfg, gwLn, log)
 	if err != nil {
 		gwLn.Close()
 		return err
 	}
 	base := "http://" + srv.addr + "/v1"
 	fmt.Fprintf(out, "downshift demo: simulator (replaying recorded GPT-4o answers) at http://%s/v1, gateway at %s\n", simLn.Addr(), base)
-	fmt.Fprintf(out, "playing %d tau-bench airline conversations (%d calls) through the gateway, recording into %s\n\n", len(convs), total, o.db)
+	fmt.Fprintf(out, "config %s: redaction on, payloads sealed at rest (AES-256-GCM), agent authenticated by a gateway key\n", d.configPath)
+	fmt.Fprintf(out, "playing %d tau-bench airline conversations (%d calls) through the gateway as client %q\n\n", len(convs), total, demoClient)
 
-	res := playConversations(ctx, base, convs, o, errOut)
+	res := playConversations(ctx, base, d.agentKey, convs, o, errOut)
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := srv.shutdown(sctx); err != nil {
@@ -127,16 +132,93 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	}
 	fmt.Fprintf(out, "\nplayed %d calls in %s: %d answered, %d failed\n", res.sent.Load(), res.elapsed.Round(time.Millisecond), res.ok.Load(), res.failed.Load())
 
-	st, err := openStore(ctx, "sqlite", o.db)
+	st, err := openStore(ctx, "sqlite", d.cfg.Store.DSN)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := printDemoReport(ctx, out, st, int(res.sent.Load())); err != nil {
+	kr, err := seal.NewKeyring(d.cfg.Privacy.Encryption, os.Getenv)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\ndone in %s. Look around: downshift calls list --db %s\n", time.Since(started).Round(time.Millisecond), o.db)
+	if err := printDemoReport(ctx, out, st, kr, int(res.sent.Load())); err != nil {
+		return err
+	}
+	if err := printPrivacyCheck(out, d.cfg.Store.DSN, convs); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\ndone in %s. Look around:\n", time.Since(started).Round(time.Millisecond))
+	fmt.Fprintf(out, "  downshift calls list -c %s\n", d.configPath)
+	fmt.Fprintf(out, "  DOWNSHIFT_KEY=$(cat %s) downshift calls show -c %s ID   # payloads: admin key, audited\n", d.adminKeyPath, d.configPath)
 	return nil
+}
+
+// demoClient is the client id of the demo's agent.
+const demoClient = "tau-airline-agent"
+
+// demoSetup is what the demo writes into its directory before it serves.
+type demoSetup struct {
+	cfg                      config.Config
+	configPath, adminKeyPath string
+	agentKey                 string
+}
+
+// setUpDemo writes, into dir, what an operator would set up by hand: an encryption key,
+// a config file that uses it, a gateway key for the agent and an admin key (saved to a
+// file, for calls show). The config is read back with config.Load, as serve reads it.
+func setUpDemo(ctx context.Context, dir, upstream string) (*demoSetup, error) {
+	d := &demoSetup{configPath: filepath.Join(dir, "downshift.yaml"), adminKeyPath: filepath.Join(dir, "admin.key")}
+	db := filepath.Join(dir, "downshift.db")
+	encKey := filepath.Join(dir, "encryption.key")
+	key, err := seal.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	yaml := fmt.Sprintf(`# Written by downshift demo.
+listen: 127.0.0.1:0
+store: {driver: sqlite, dsn: %q}
+backends:
+  - {name: sim, url: %q}
+models:
+  - name: gpt-4o
+    backend: sim
+    role: reference
+    price: {input_per_mtok: %g, output_per_mtok: %g, cached_input_per_mtok: %g}
+privacy:
+  redact: true
+  encryption:
+    active: demo
+    keys:
+      - {id: demo, file: %q}
+`, db, upstream, gpt4oPrice.InputPerMTok, gpt4oPrice.OutputPerMTok, gpt4oPrice.CachedInputPerMTok, encKey)
+	for path, content := range map[string]string{encKey: key + "\n", d.configPath: yaml} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if d.cfg, err = config.Load(d.configPath, nil); err != nil {
+		return nil, err
+	}
+	st, err := openStore(ctx, d.cfg.Store.Driver, d.cfg.Store.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	mint := func(k store.Key) (string, error) {
+		k, secret, err := auth.NewKey(k, time.Now())
+		if err != nil {
+			return "", err
+		}
+		return secret, st.CreateKey(ctx, k)
+	}
+	if d.agentKey, err = mint(store.Key{Kind: store.KeyGateway, Name: demoClient}); err != nil {
+		return nil, err
+	}
+	admin, err := mint(store.Key{Kind: store.KeyAdmin, Role: store.RoleAdmin, Name: "demo-admin"})
+	if err != nil {
+		return nil, err
+	}
+	return d, os.WriteFile(d.adminKeyPath, []byte(admin+"\n"), 0o600)
 }
 
 // conversations groups calls by conversation (task and trial), keeping turn order.
@@ -163,7 +245,7 @@ type playResult struct {
 
 // playConversations replays each conversation turn by turn, as the agent did, with
 // several conversations at once.
-func playConversations(ctx context.Context, base string, convs [][]dataset.Call, o demoOptions, errOut io.Writer) *playResult {
+func playConversations(ctx context.Context, base, key string, convs [][]dataset.Call, o demoOptions, errOut io.Writer) *playResult {
 	total := 0
 	for _, c := range convs {
 		total += len(c)
@@ -185,7 +267,7 @@ func playConversations(ctx context.Context, base string, convs [][]dataset.Call,
 						return
 					}
 					res.sent.Add(1)
-					if err := playCall(ctx, client, base, &c, stream); err != nil {
+					if err := playCall(ctx, client, base, key, &c, stream); err != nil {
 						res.failed.Add(1)
 						fmt.Fprintf(errOut, "call %s: %v\n", c.ID, err)
 					} else {
@@ -209,7 +291,7 @@ func playConversations(ctx context.Context, base string, convs [][]dataset.Call,
 	return res
 }
 
-func playCall(ctx context.Context, client *http.Client, base string, c *dataset.Call, stream bool) error {
+func playCall(ctx context.Context, client *http.Client, base, key string, c *dataset.Call, stream bool) error {
 	body, err := c.RequestJSON()
 	if err != nil {
 		return err
@@ -222,6 +304,7 @@ func playCall(ctx context.Context, client *http.Client, base string, c *dataset.
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -239,10 +322,19 @@ func playCall(ctx context.Context, client *http.Client, base string, c *dataset.
 
 // printDemoReport prints what the store holds: totals, the template fingerprints the
 // calls fall into, and a few calls.
-func printDemoReport(ctx context.Context, out io.Writer, st store.Store, sent int) error {
+func printDemoReport(ctx context.Context, out io.Writer, st store.Store, kr *seal.Keyring, sent int) error {
 	calls, err := st.ListCalls(ctx, store.Filter{Limit: 1 << 30, Ascending: true, WithPayloads: true})
 	if err != nil {
 		return err
+	}
+	sealed := 0
+	for i := range calls {
+		if calls[i].KeyID != "" {
+			sealed++
+		}
+		if err := kr.OpenCall(&calls[i]); err != nil {
+			return err
+		}
 	}
 	s := summarize(calls)
 	fmt.Fprintf(out, "\nrecorded: %d calls (sent %d", len(calls), sent)
@@ -260,6 +352,9 @@ func printDemoReport(ctx context.Context, out io.Writer, st store.Store, sent in
 	fmt.Fprintf(tw, "  cost at gpt-4o prices\t$%.4f\n", s.cost)
 	fmt.Fprintf(tw, "  latency p50 / p95\t%s / %s\n", pct(s.latency, 50), pct(s.latency, 95))
 	fmt.Fprintf(tw, "  time to first token p50\t%s\n", pct(s.ttft, 50))
+	fmt.Fprintf(tw, "  clients\t%s\n", strings.Join(s.clients, ", "))
+	fmt.Fprintf(tw, "  sealed at rest\t%d of %d calls\n", sealed, len(calls))
+	fmt.Fprintf(tw, "  calls with redactions\t%d (%s)\n", s.redactedCalls, formatCounts(s.redactions))
 	tw.Flush()
 
 	fmt.Fprintln(out, "\ntemplate fingerprints (same system prompt shape, tool set and response format):")
@@ -281,6 +376,9 @@ func printDemoReport(ctx context.Context, out io.Writer, st store.Store, sent in
 
 type demoSummary struct {
 	ok, errors, streamed, simulated, toolCalls, text, estimated int
+	redactedCalls                                               int
+	redactions                                                  map[string]int
+	clients                                                     []string
 	prompt, completion, cached                                  int
 	cost                                                        float64
 	latency, ttft                                               []time.Duration
@@ -294,9 +392,20 @@ type fingerprintRow struct {
 }
 
 func summarize(calls []store.Call) demoSummary {
-	var s demoSummary
+	s := demoSummary{redactions: map[string]int{}}
 	fp := map[string]*fingerprintRow{}
+	clients := map[string]bool{}
 	for _, c := range calls {
+		if !clients[c.ClientID] {
+			clients[c.ClientID] = true
+			s.clients = append(s.clients, c.ClientID)
+		}
+		if len(c.Redactions) > 0 {
+			s.redactedCalls++
+		}
+		for t, n := range c.Redactions {
+			s.redactions[t] += n
+		}
 		if c.Status < 400 {
 			s.ok++
 		} else {
@@ -341,6 +450,67 @@ func summarize(calls []store.Call) demoSummary {
 	}
 	sort.Slice(s.fingerprints, func(i, j int) bool { return s.fingerprints[i].calls > s.fingerprints[j].calls })
 	return s
+}
+
+// formatCounts prints counts per type, largest first: "EMAIL 1369, PHONE 2".
+func formatCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	types := make([]string, 0, len(m))
+	for t := range m {
+		types = append(types, t)
+	}
+	sort.Slice(types, func(i, j int) bool {
+		return m[types[i]] > m[types[j]] || m[types[i]] == m[types[j]] && types[i] < types[j]
+	})
+	parts := make([]string, len(types))
+	for i, t := range types {
+		parts[i] = fmt.Sprintf("%s %d", t, m[t])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// emailPattern finds e-mail addresses in the demo's conversations, to look for them in
+// the database files afterwards. It only has to find the data's own addresses.
+var emailPattern = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`)
+
+// printPrivacyCheck looks for the conversations' e-mail addresses, and a sample of
+// their plain text, in the raw bytes of the database, its WAL and shared memory.
+func printPrivacyCheck(out io.Writer, db string, convs [][]dataset.Call) error {
+	var raw []byte
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		b, err := os.ReadFile(db + suffix)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		raw = append(raw, b...)
+	}
+	emails := map[string]bool{}
+	var sample string
+	for _, conv := range convs {
+		for _, c := range conv {
+			for _, m := range c.Request.Messages {
+				text := m.Content.String()
+				for _, e := range emailPattern.FindAllString(text, -1) {
+					emails[e] = true
+				}
+				if sample == "" && m.Role == "user" && len(text) > 40 {
+					sample = text[:40]
+				}
+			}
+		}
+	}
+	found := 0
+	for e := range emails {
+		if bytes.Contains(raw, []byte(e)) {
+			found++
+		}
+	}
+	fmt.Fprintf(out, "\nprivacy check of the database files (%d bytes):\n", len(raw))
+	fmt.Fprintf(out, "  distinct e-mail addresses in the conversations: %d; found in the files: %d\n", len(emails), found)
+	fmt.Fprintf(out, "  a user message's text (%q...) found in the files: %v\n", sample, bytes.Contains(raw, []byte(sample)))
+	return nil
 }
 
 // callsTools reports whether a recorded chat.completion's first choice calls tools.
