@@ -70,12 +70,13 @@ type sample struct {
 // target is where requests go: the upstream directly, or the gateway.
 type target struct {
 	name   string
+	key    string // sent as the Bearer token
 	url    string // .../v1/chat/completions
 	client *http.Client
 	sent   atomic.Int64
 }
 
-func newTarget(name, base string, conns int) *target {
+func newTarget(name, base, key string, conns int) *target {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        conns * 2,
@@ -84,7 +85,7 @@ func newTarget(name, base string, conns int) *target {
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
 	}
-	return &target{name: name, url: base + "/v1/chat/completions", client: &http.Client{Transport: tr}}
+	return &target{name: name, key: key, url: base + "/v1/chat/completions", client: &http.Client{Transport: tr}}
 }
 
 // do sends one request and times it. Non-streaming: until the body is fully read.
@@ -97,6 +98,7 @@ func (t *target) do(body []byte, stream bool) sample {
 		return sample{err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+t.key)
 	start := time.Now()
 	resp, err := t.client.Do(req)
 	if err != nil {

@@ -208,7 +208,7 @@ func run(o options, w io.Writer) error {
 		return err
 	}
 	defer simP.stop(syscall.SIGTERM, 5*time.Second)
-	gwP, gwBase, db, err := startGateway(bin, dir, upstream, logf)
+	gwP, gwBase, db, key, err := startGateway(bin, dir, upstream, logf)
 	if err != nil {
 		return err
 	}
@@ -224,8 +224,9 @@ func run(o options, w io.Writer) error {
 	for _, c := range o.concurrency {
 		maxConc = max(maxConc, c)
 	}
-	direct := newTarget("direct", upstream, maxConc)
-	gw := newTarget("gateway", gwBase, maxConc)
+	// Every target gets the same gateway key header, so requests are identical.
+	direct := newTarget("direct", upstream, key, maxConc)
+	gw := newTarget("gateway", gwBase, key, maxConc)
 	var floor *target
 	if o.floor {
 		floorP, floorBase, err := startFloor(upstream, logf)
@@ -233,7 +234,7 @@ func run(o options, w io.Writer) error {
 			return err
 		}
 		defer floorP.stop(syscall.SIGTERM, 5*time.Second)
-		floor = newTarget("floor", floorBase, maxConc)
+		floor = newTarget("floor", floorBase, key, maxConc)
 		fmt.Fprintf(w, "floor: plain httputil.ReverseProxy at %s (pid %d)\n\n", floorBase, floorP.cmd.Process.Pid)
 	}
 

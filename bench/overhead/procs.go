@@ -128,8 +128,9 @@ func freePort() (int, error) {
 }
 
 // gatewayConfig is the YAML the gateway runs with: the simulator as the only backend,
-// gpt-4o as the reference model, recording into SQLite, warnings only.
-func gatewayConfig(port int, upstream, db string) string {
+// gpt-4o as the reference model, recording into SQLite with redaction (the default) and
+// encryption at rest on, warnings only.
+func gatewayConfig(port int, upstream, db, encKey string) string {
 	return fmt.Sprintf(`# written by bench/overhead
 listen: 127.0.0.1:%d
 shutdown_timeout: 60s
@@ -145,32 +146,49 @@ models:
   - name: gpt-4o
     backend: sim
     role: reference
-`, port, strconv.Quote(db), upstream)
+privacy:
+  encryption:
+    active: bench
+    keys:
+      - {id: bench, file: %s}
+`, port, strconv.Quote(db), upstream, strconv.Quote(encKey))
 }
 
-// startGateway writes the config and runs `downshift serve -c` on it, waiting for /readyz.
-func startGateway(bin, dir, upstream string, logw io.Writer) (*proc, string, string, error) {
+// startGateway sets up what an operator would (an encryption key, a gateway key for
+// the load generator, the config) with the downshift binary, then runs
+// `downshift serve -c` and waits for /readyz. It returns the process, its base URL, the
+// database path and the gateway key.
+func startGateway(bin, dir, upstream string, logw io.Writer) (*proc, string, string, string, error) {
 	port, err := freePort()
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", "", "", err
 	}
 	db := filepath.Join(dir, "bench.db")
 	cfgPath := filepath.Join(dir, "bench.yaml")
-	if err := os.WriteFile(cfgPath, []byte(gatewayConfig(port, upstream, db)), 0o600); err != nil {
-		return nil, "", "", err
+	encKey := filepath.Join(dir, "encryption.key")
+	if out, err := exec.Command(bin, "keys", "encryption", "new", "--out", encKey).CombinedOutput(); err != nil {
+		return nil, "", "", "", fmt.Errorf("keys encryption new: %v: %s", err, out)
 	}
+	if err := os.WriteFile(cfgPath, []byte(gatewayConfig(port, upstream, db, encKey)), 0o600); err != nil {
+		return nil, "", "", "", err
+	}
+	out, err := exec.Command(bin, "keys", "create", "--db", db, "--kind", "gateway", "--name", "bench", "--quiet").Output()
+	if err != nil {
+		return nil, "", "", "", fmt.Errorf("keys create: %v", err)
+	}
+	key := strings.TrimSpace(string(out))
 	cmd := exec.Command(bin, "serve", "-c", cfgPath)
 	cmd.Stdout, cmd.Stderr = logw, logw
 	p, err := startProc("gateway", cmd)
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", "", "", err
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	if err := waitReady(base+"/readyz", p, 30*time.Second); err != nil {
 		_ = p.stop(syscall.SIGKILL, 5*time.Second)
-		return nil, "", "", err
+		return nil, "", "", "", err
 	}
-	return p, base, db, nil
+	return p, base, db, key, nil
 }
 
 func waitReady(url string, p *proc, timeout time.Duration) error {
