@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,8 @@ func seededRequests() []string {
 	}
 	var out []string
 	for _, stream := range []bool{false, true} {
-		b, _ := json.Marshal(map[string]any{"model": "gpt-4o", "stream": stream, "messages": msgs})
+		b, _ := json.Marshal(map[string]any{"model": "gpt-4o", "stream": stream, "messages": msgs,
+			"user": seeded["email"], "metadata": map[string]string{"workload": "support", "note": seeded["phone"]}})
 		out = append(out, string(b))
 	}
 	// The gateway records malformed bodies too; they must be redacted as text.
@@ -219,3 +221,55 @@ func TestRecordedFilesHoldNoSeededValues(t *testing.T) {
 		})
 	}
 }
+
+// The privacy section's options reach the redactor: user rules, deny lists from a file,
+// and a pseudonym key that makes placeholders the same across calls.
+func TestPrivacyOptions(t *testing.T) {
+	dir := t.TempDir()
+	denyFile := filepath.Join(dir, "customers.txt")
+	pseudoFile := filepath.Join(dir, "pseudonym.key")
+	if err := os.WriteFile(denyFile, []byte("# customers\nAcme Corp\n\nGlobex\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pseudoFile, []byte(strings.Repeat("k", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPrivacy(config.Privacy{
+		Redact:           true,
+		PseudonymKeyFile: pseudoFile,
+		Rules:            []config.RedactRule{{Type: "TICKET", Pattern: `TCK-[0-9]{6}`}},
+		Deny:             []config.DenyList{{Type: "CUSTOMER", File: denyFile}},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(text string) store.Call {
+		c := store.Call{ID: "c", Request: []byte(`{"model":"m","messages":[{"role":"user","content":` + strconvQuote(text) + `}]}`)}
+		if err := p.prepare(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := call("Acme Corp opened TCK-123456; reach ops@acme.example")
+	b := call("again from ops@acme.example about globex")
+	for _, leaked := range []string{"Acme Corp", "TCK-123456", "ops@acme.example"} {
+		if strings.Contains(string(a.Request), leaked) {
+			t.Errorf("%q survived: %s", leaked, a.Request)
+		}
+	}
+	if strings.Contains(strings.ToLower(string(b.Request)), "globex") {
+		t.Errorf("deny-list value survived (case-insensitive): %s", b.Request)
+	}
+	pa := emailPattern2.FindString(string(a.Request))
+	pb := emailPattern2.FindString(string(b.Request))
+	if pa == "" || pa != pb || pa == "<EMAIL_1>" {
+		t.Errorf("pseudonyms %q and %q: want the same keyed pseudonym in both calls", pa, pb)
+	}
+	if a.Redactions["CUSTOMER"] != 1 || a.Redactions["TICKET"] != 1 {
+		t.Errorf("summary %v", a.Redactions)
+	}
+}
+
+var emailPattern2 = regexp.MustCompile(`<EMAIL_[0-9a-f]+>`)
+
+func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }

@@ -29,7 +29,8 @@ type field struct {
 // RedactCall redacts one recorded call: the request as the client sent it and the
 // response as one chat.completion or an OpenAI error body. It redacts the content of
 // every message (strings and text parts; system prompts and tool results included),
-// the names of participants, refusals, and tool-call arguments (a JSON string that
+// the names of participants, the request's user and metadata values (but the workload
+// tag), refusals, and tool-call arguments (a JSON string that
 // holds JSON: its string values are redacted and it stays valid JSON), in the request's
 // messages and in the response's choices, and an error's message. Keys, roles, ids,
 // model and tool names, tools and every other field are left as they are, byte for
@@ -172,11 +173,25 @@ func requestFields(doc string) []field {
 	var out []field
 	p := &jr{s: doc}
 	p.object(func(key string) {
-		if key == "messages" {
+		switch key {
+		case "messages":
 			p.array(func() { out = messageFields(p, out) })
-			return
+		case "user":
+			// OpenAI's end-user identifier: often an e-mail address or a name.
+			out = stringField(p, out)
+		case "metadata":
+			// Free-form strings the client attaches; the workload tag stays as it is,
+			// since it names what the call is for and is stored beside it anyway.
+			p.object(func(key string) {
+				if key == "workload" {
+					p.skipValue()
+					return
+				}
+				out = stringField(p, out)
+			})
+		default:
+			p.skipValue()
 		}
-		p.skipValue()
 	})
 	return out
 }

@@ -189,3 +189,22 @@ func TestRedactorIsSafeForConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactCallUserAndMetadata(t *testing.T) {
+	r, err := New(Options{NoGitleaks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := []byte(`{"model":"m","user":"mia.li@example.org","metadata":{"workload":"triage","customer":"call +1 415-555-0132"},"messages":[{"role":"user","content":"mail mia.li@example.org"}]}`)
+	got, _, sum, err := r.RedactCall(req, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"model":"m","user":"<EMAIL_1>","metadata":{"workload":"triage","customer":"call <PHONE_1>"},"messages":[{"role":"user","content":"mail <EMAIL_1>"}]}`
+	if string(got) != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if sum.Counts[EMAIL] != 2 || sum.Counts[PHONE] != 1 {
+		t.Errorf("summary %+v", sum)
+	}
+}
