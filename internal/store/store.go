@@ -71,14 +71,39 @@ type Call struct {
 	// the bytes given, so a sealed payload comes back sealed.
 	KeyID string
 
+	// Source says where the call came from: "" for a call recorded by the gateway, or
+	// "import:FORMAT" for one imported from a file by `downshift import` (see the
+	// Source* constants).
+	Source string
+	// GroundTruth is true when Response is a dataset's ground truth (the answer the
+	// call should have had, e.g. BFCL's expected tool calls), not a model's answer.
+	GroundTruth bool
+	// WorkloadID is the workload the call was assigned to by discovery or online
+	// assignment; empty until then. It is distinct from Workload, the client's tag.
+	WorkloadID string
+
 	Request  []byte
 	Response []byte
 }
 
+// Sources of calls (Call.Source).
+const (
+	SourceGateway  = ""                // recorded by the gateway
+	SourceOpenAI   = "import:openai"   // OpenAI chat JSONL (request/response pairs, or fine-tuning messages)
+	SourceFlywheel = "import:flywheel" // NVIDIA Data Flywheel log JSONL
+	SourceTauBench = "import:taubench" // tau-bench trajectories, one call per assistant turn
+	SourceBFCL     = "import:bfcl"     // BFCL questions with their ground-truth calls
+)
+
 // Filter selects calls. Zero fields match everything.
 type Filter struct {
 	Workload string
-	Model    string // matches RequestedModel or ServedModel
+	// Source matches Call.Source exactly; since "" matches everything, the gateway's
+	// own calls cannot be selected by it.
+	Source string
+	// WorkloadID matches the workload discovery or assignment gave the call.
+	WorkloadID string
+	Model      string // matches RequestedModel or ServedModel
 	// Status: 0 for any; a code such as 200 or 502; or StatusOK / StatusError.
 	Status  int
 	Since   time.Time // StartedAt >= Since
@@ -120,10 +145,17 @@ type Store interface {
 	KeyStore
 	KeyUsage
 	AuditLog
+	WorkloadStore // the workloads discovery found, and which one each call is in
 
 	// InsertCalls writes calls in one transaction: all or none. A call without an ID, or
 	// with an ID already stored, fails the whole batch.
 	InsertCalls(ctx context.Context, calls []Call) error
+	// ImportCalls writes calls in one transaction, skipping every call whose ID is
+	// already stored or appeared earlier in the batch (never failing on them), and
+	// returns how many were new. Any other failure (a call without an ID, a write
+	// error) fails the whole batch: nothing is written and added is 0. Importers give
+	// calls deterministic IDs, so importing the same data twice adds nothing.
+	ImportCalls(ctx context.Context, calls []Call) (added int, err error)
 	// GetCall returns one call with its payloads, or ErrNotFound.
 	GetCall(ctx context.Context, id string) (Call, error)
 	// ListCalls returns calls matching f. A Status that is neither a code, 0, StatusOK

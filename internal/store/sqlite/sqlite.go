@@ -129,57 +129,81 @@ func (db *DB) Check(ctx context.Context) error {
 const callColumns = `id, started_at, finished_at, client_id, workload, fingerprint,
 	requested_model, served_model, backend, route, stream, status, error_type, error_message,
 	prompt_tokens, completion_tokens, cached_tokens, tokens_estimated, latency_us, ttft_us,
-	cost_usd, simulated, redactions, key_id`
+	cost_usd, simulated, redactions, key_id, source, ground_truth, workload_id`
 
 const insertCall = `INSERT INTO calls (` + callColumns + `, request, response)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// importCall skips only a call whose id is taken; any other constraint still fails
+// (INSERT OR IGNORE would swallow those too).
+const importCall = insertCall + ` ON CONFLICT (id) DO NOTHING`
 
 // InsertCalls writes calls in one transaction: all or none.
-func (db *DB) InsertCalls(ctx context.Context, calls []store.Call) (err error) {
+func (db *DB) InsertCalls(ctx context.Context, calls []store.Call) error {
+	_, err := db.insert(ctx, "insert calls", insertCall, calls)
+	return err
+}
+
+// ImportCalls writes calls in one transaction, skipping those whose id is already
+// stored (or came earlier in the batch), and returns how many were new. Any other
+// error writes nothing.
+func (db *DB) ImportCalls(ctx context.Context, calls []store.Call) (int, error) {
+	return db.insert(ctx, "import calls", importCall, calls)
+}
+
+// insert runs query once per call in one transaction and returns how many rows it
+// added; op names the operation in errors.
+func (db *DB) insert(ctx context.Context, op, query string, calls []store.Call) (added int, err error) {
 	if len(calls) == 0 {
-		return nil
+		return 0, nil
 	}
 	for i := range calls {
 		if calls[i].ID == "" {
-			return fmt.Errorf("sqlite: insert calls: call %d has no id", i)
+			return 0, fmt.Errorf("sqlite: %s: call %d has no id", op, i)
 		}
 	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: insert calls: %w", err)
+		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	defer func() {
 		if err != nil {
 			tx.Rollback()
+			added = 0
 		}
 	}()
-	stmt, err := tx.PrepareContext(ctx, insertCall)
+	stmt, err := tx.PrepareContext(ctx, query)
 	if err != nil {
-		return fmt.Errorf("sqlite: insert calls: %w", err)
+		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	defer stmt.Close()
 	for i := range calls {
 		c := &calls[i]
-		_, err = stmt.ExecContext(ctx,
+		res, err := stmt.ExecContext(ctx,
 			c.ID, c.StartedAt.UnixMicro(), c.FinishedAt.UnixMicro(),
 			c.ClientID, c.Workload, c.Fingerprint,
 			c.RequestedModel, c.ServedModel, c.Backend, string(c.Route), c.Stream,
 			c.Status, c.ErrorType, c.ErrorMessage,
 			c.PromptTokens, c.CompletionTokens, c.CachedTokens, c.TokensEstimated,
 			c.Latency.Microseconds(), c.TTFT.Microseconds(), c.CostUSD, c.Simulated,
-			redactionsJSON(c.Redactions), c.KeyID,
+			redactionsJSON(c.Redactions), c.KeyID, c.Source, c.GroundTruth, c.WorkloadID,
 			blob(c.Request), blob(c.Response))
 		if err != nil {
 			if isConstraint(err) {
-				return fmt.Errorf("sqlite: insert call %s: %w", c.ID, err)
+				return 0, fmt.Errorf("sqlite: %s: call %s: %w", op, c.ID, err)
 			}
-			return fmt.Errorf("sqlite: insert calls: %w", err)
+			return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: %s: %w", op, err)
+		}
+		added += int(n)
 	}
 	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: insert calls: commit: %w", err)
+		return 0, fmt.Errorf("sqlite: %s: commit: %w", op, err)
 	}
-	return nil
+	return added, nil
 }
 
 // blob keeps a nil payload from being written as NULL; the column is NOT NULL.
@@ -338,6 +362,12 @@ func whereClause(f store.Filter) (string, []any, error) {
 	if f.Workload != "" {
 		add("workload = ?", f.Workload)
 	}
+	if f.Source != "" {
+		add("source = ?", f.Source)
+	}
+	if f.WorkloadID != "" {
+		add("workload_id = ?", f.WorkloadID)
+	}
 	if f.Model != "" {
 		add("(requested_model = ? OR served_model = ?)", f.Model, f.Model)
 	}
@@ -384,7 +414,7 @@ func scanCall(scan func(dest ...any) error, withPayloads bool) (store.Call, erro
 		&c.RequestedModel, &c.ServedModel, &c.Backend, &route, &c.Stream, &c.Status,
 		&c.ErrorType, &c.ErrorMessage, &c.PromptTokens, &c.CompletionTokens, &c.CachedTokens,
 		&c.TokensEstimated, &latency, &ttft, &c.CostUSD, &c.Simulated, &redactions, &c.KeyID,
-		&c.Request, &c.Response)
+		&c.Source, &c.GroundTruth, &c.WorkloadID, &c.Request, &c.Response)
 	if err != nil {
 		return store.Call{}, err
 	}

@@ -45,6 +45,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdatePayloadsIsAllOrNothing", testUpdateAtomic},
 		{"UpdatePayloadsWithoutIDFails", testUpdateMissingID},
 		{"UpdatePayloadsEmptyBatchIsNoop", testUpdateEmptyBatch},
+		{"ImportSkipsStoredAndRepeatedIDs", testImportIdempotent},
+		{"ImportIsAllOrNothingOnOtherErrors", testImportAtomic},
+		{"ImportEmptyBatchIsNoop", testImportEmptyBatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +98,9 @@ func fullCall(i int) store.Call {
 		Simulated:        true,
 		Redactions:       map[string]int{"EMAIL": 2, "CREDIT_CARD": 1},
 		KeyID:            "k1",
+		Source:           store.SourceFlywheel,
+		GroundTruth:      true,
+		WorkloadID:       "wl-01",
 		Request:          []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"héllo 👋"}]}`),
 		Response:         []byte(`{"error":{"message":"no","type":"upstream_error"}}`),
 	}
@@ -179,6 +185,7 @@ func testRoundTrip(t *testing.T, s store.Store) {
 	okCall.CostUSD = 0
 	noRedactions := fullCall(7)
 	noRedactions.Redactions, noRedactions.KeyID = map[string]int{}, ""
+	noRedactions.Source, noRedactions.GroundTruth, noRedactions.WorkloadID = "", false, ""
 	// Sealed payloads are random-looking bytes, NULs and invalid UTF-8 included, and
 	// must come back exactly.
 	sealed := fullCall(8)
@@ -260,20 +267,20 @@ func testNotFound(t *testing.T, s store.Store) {
 // filterFixture inserts calls that differ in every filtered field and returns them by name.
 func filterFixture(t *testing.T, s store.Store) map[string]store.Call {
 	t.Helper()
-	mk := func(i int, workload, requested, served string, status int, keyID string) store.Call {
+	mk := func(i int, workload, requested, served string, status int, keyID, source, workloadID string) store.Call {
 		c := fullCall(i)
 		c.Workload, c.RequestedModel, c.ServedModel, c.Status = workload, requested, served, status
-		c.KeyID = keyID
+		c.KeyID, c.Source, c.WorkloadID = keyID, source, workloadID
 		return c
 	}
 	calls := map[string]store.Call{
-		"a": mk(0, "route", "gpt-4o", "llama-70b", 200, "k1"),
-		"b": mk(1, "route", "gpt-4o", "nano-9b", 200, "k2"),
-		"c": mk(2, "extract", "gpt-4o", "llama-70b", 502, ""),
-		"d": mk(3, "extract", "claude", "claude", 429, "k1"),
-		"e": mk(4, "", "nano-9b", "nano-9b", 201, ""),
-		"f": mk(5, "route", "gpt-4o", "llama-70b", 399, "k2"),
-		"g": mk(6, "route", "gpt-4o", "llama-70b", 400, "k1"),
+		"a": mk(0, "route", "gpt-4o", "llama-70b", 200, "k1", "", "w1"),
+		"b": mk(1, "route", "gpt-4o", "nano-9b", 200, "k2", store.SourceBFCL, "w2"),
+		"c": mk(2, "extract", "gpt-4o", "llama-70b", 502, "", store.SourceOpenAI, ""),
+		"d": mk(3, "extract", "claude", "claude", 429, "k1", "", "w1"),
+		"e": mk(4, "", "nano-9b", "nano-9b", 201, "", store.SourceBFCL, "w2"),
+		"f": mk(5, "route", "gpt-4o", "llama-70b", 399, "k2", "", ""),
+		"g": mk(6, "route", "gpt-4o", "llama-70b", 400, "k1", store.SourceOpenAI, "w1"),
 	}
 	var all []store.Call
 	for _, c := range calls {
@@ -314,6 +321,12 @@ func testFilters(t *testing.T, s store.Store) {
 		{"not sealed under unknown key", store.Filter{NotSealedUnder: "k9"}, "abcdefg"},
 		{"not sealed under after id", store.Filter{NotSealedUnder: "k2", AfterID: calls["c"].ID}, "deg"},
 		{"sealed under and workload", store.Filter{SealedUnder: "k1", Workload: "extract"}, "d"},
+		{"source", store.Filter{Source: store.SourceBFCL}, "be"},
+		{"source none", store.Filter{Source: store.SourceFlywheel}, ""},
+		{"workload id", store.Filter{WorkloadID: "w1"}, "adg"},
+		{"workload id is not the tag", store.Filter{WorkloadID: "route"}, ""},
+		{"source and workload id", store.Filter{Source: store.SourceOpenAI, WorkloadID: "w1"}, "g"},
+		{"workload id and status", store.Filter{WorkloadID: "w2", Status: 201}, "e"},
 	}
 	ctx := context.Background()
 	for _, tt := range tests {
@@ -640,5 +653,88 @@ func testUpdateMissingID(t *testing.T, s store.Store) {
 func testUpdateEmptyBatch(t *testing.T, s store.Store) {
 	if err := s.UpdatePayloads(context.Background(), nil); err != nil {
 		t.Errorf("UpdatePayloads(nil) = %v", err)
+	}
+}
+
+func importCalls(t *testing.T, s store.Store, calls ...store.Call) int {
+	t.Helper()
+	n, err := s.ImportCalls(context.Background(), calls)
+	if err != nil {
+		t.Fatalf("ImportCalls: %v", err)
+	}
+	return n
+}
+
+func testImportIdempotent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	recorded := fullCall(0)
+	insert(t, s, recorded)
+
+	a, b, c := fullCall(1), fullCall(2), fullCall(3)
+	// A call whose id is stored keeps what was stored first, even when the import
+	// brings different fields under that id.
+	clash := recorded
+	clash.Workload, clash.Request = "imported", []byte(`{"other":true}`)
+	if n := importCalls(t, s, a, clash, b, a); n != 2 {
+		t.Errorf("first import added %d calls, want 2 (a, b; not the stored id nor a again)", n)
+	}
+	if n := importCalls(t, s, a, b); n != 0 {
+		t.Errorf("importing the same calls again added %d, want 0", n)
+	}
+	if n := importCalls(t, s, b, c, a); n != 1 {
+		t.Errorf("import with one new call added %d, want 1", n)
+	}
+	if n, err := s.CountCalls(ctx, store.Filter{}); err != nil || n != 4 {
+		t.Errorf("CountCalls = %d, %v; want 4", n, err)
+	}
+	for _, want := range []store.Call{recorded, a, b, c} {
+		got, err := s.GetCall(ctx, want.ID)
+		if err != nil {
+			t.Fatalf("GetCall %s: %v", want.ID, err)
+		}
+		if d := diff(got, stored(want)); d != "" {
+			t.Errorf("call %s after imports: %s", want.ID, d)
+		}
+	}
+	// InsertCalls still refuses an id that an import stored.
+	if err := s.InsertCalls(ctx, []store.Call{a}); err == nil {
+		t.Error("InsertCalls of an imported id: no error")
+	}
+}
+
+func testImportAtomic(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	existing := fullCall(0)
+	insert(t, s, existing)
+	fresh, other := fullCall(1), fullCall(2)
+	n, err := s.ImportCalls(ctx, []store.Call{fresh, existing, {}, other})
+	if err == nil {
+		t.Fatal("ImportCalls with a call without id: no error")
+	}
+	if n != 0 {
+		t.Errorf("failed ImportCalls reported %d added, want 0", n)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if n, err := s.ImportCalls(canceled, []store.Call{fresh, other}); err == nil || n != 0 {
+		t.Errorf("ImportCalls with a canceled context = %d, %v; want 0 and an error", n, err)
+	}
+	if n, err := s.CountCalls(ctx, store.Filter{}); err != nil || n != 1 {
+		t.Errorf("after failed imports, CountCalls = %d, %v; want 1", n, err)
+	}
+	for _, id := range []string{fresh.ID, other.ID} {
+		if _, err := s.GetCall(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("call %s of a failed import: GetCall error = %v, want ErrNotFound", id, err)
+		}
+	}
+	// The store is still usable after a failed batch.
+	if n := importCalls(t, s, fresh, other); n != 2 {
+		t.Errorf("import after failed batches added %d, want 2", n)
+	}
+}
+
+func testImportEmptyBatch(t *testing.T, s store.Store) {
+	if n, err := s.ImportCalls(context.Background(), nil); err != nil || n != 0 {
+		t.Errorf("ImportCalls(nil) = %d, %v; want 0, nil", n, err)
 	}
 }
