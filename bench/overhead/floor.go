@@ -12,7 +12,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -74,12 +73,12 @@ func serveProxy(upstream string) error {
 }
 
 // startFloor re-executes this program as the floor proxy and returns its base URL.
-func startFloor(upstream string, logw io.Writer) (*proc, string, error) {
+func startFloor(upstream string, cpu int, logw io.Writer) (*proc, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
-	cmd := exec.Command(self, "-serve-proxy", upstream)
+	cmd := pinned(cpu, self, "-serve-proxy", upstream)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err

@@ -51,6 +51,7 @@ type options struct {
 	perf        string
 	floor       bool
 	keep        bool
+	proxyCPU    int // pin the gateway and the floor proxy to this CPU; -1: no pinning
 }
 
 func main() {
@@ -65,6 +66,7 @@ func main() {
 	flag.StringVar(&o.perf, "perf", "", "record the gateway process with `perf record -g` into this file")
 	flag.BoolVar(&o.floor, "floor", true, "also measure a plain Go reverse proxy (httputil.ReverseProxy, separate process) as the floor any proxy pays")
 	flag.StringVar(&proxyUpstream, "serve-proxy", "", "internal: run as the floor proxy to this upstream URL")
+	flag.IntVar(&o.proxyCPU, "proxy-cpu", -1, "run the gateway and the floor proxy pinned to this CPU with taskset (run the harness itself pinned to another: taskset -c 0 go run ./bench/overhead -proxy-cpu 1)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binary, config, SQLite store, gateway log)")
 	flag.Parse()
 	if proxyUpstream != "" {
@@ -184,6 +186,9 @@ func run(o options, w io.Writer) error {
 	fmt.Fprintf(w, "downshift gateway overhead  %s\n", rep.Date)
 	fmt.Fprintf(w, "revision: %s\n", rep.Revision)
 	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, %s; loadavg %s\n", rep.Machine.NumCPU, rep.Machine.CPU, rep.Machine.GoVersion, rep.Machine.OS, rep.Machine.LoadStart)
+	if o.proxyCPU >= 0 {
+		fmt.Fprintf(w, "pinning: gateway and floor proxy on CPU %d (taskset); harness and simulator where the harness runs\n", o.proxyCPU)
+	}
 
 	b, err := loadBodies()
 	if err != nil {
@@ -208,7 +213,7 @@ func run(o options, w io.Writer) error {
 		return err
 	}
 	defer simP.stop(syscall.SIGTERM, 5*time.Second)
-	gwP, gwBase, db, key, err := startGateway(bin, dir, upstream, logf)
+	gwP, gwBase, db, key, err := startGateway(bin, dir, upstream, o.proxyCPU, logf)
 	if err != nil {
 		return err
 	}
@@ -229,7 +234,7 @@ func run(o options, w io.Writer) error {
 	gw := newTarget("gateway", gwBase, key, maxConc)
 	var floor *target
 	if o.floor {
-		floorP, floorBase, err := startFloor(upstream, logf)
+		floorP, floorBase, err := startFloor(upstream, o.proxyCPU, logf)
 		if err != nil {
 			return err
 		}

@@ -158,7 +158,7 @@ privacy:
 // the load generator, the config) with the downshift binary, then runs
 // `downshift serve -c` and waits for /readyz. It returns the process, its base URL, the
 // database path and the gateway key.
-func startGateway(bin, dir, upstream string, logw io.Writer) (*proc, string, string, string, error) {
+func startGateway(bin, dir, upstream string, cpu int, logw io.Writer) (*proc, string, string, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", "", "", err
@@ -177,7 +177,7 @@ func startGateway(bin, dir, upstream string, logw io.Writer) (*proc, string, str
 		return nil, "", "", "", fmt.Errorf("keys create: %v", err)
 	}
 	key := strings.TrimSpace(string(out))
-	cmd := exec.Command(bin, "serve", "-c", cfgPath)
+	cmd := pinned(cpu, bin, "serve", "-c", cfgPath)
 	cmd.Stdout, cmd.Stderr = logw, logw
 	p, err := startProc("gateway", cmd)
 	if err != nil {
@@ -268,4 +268,12 @@ func startPerf(path string, pid int, logw io.Writer) (*proc, error) {
 	cmd := exec.Command("perf", "record", "-F", "1999", "-g", "-p", strconv.Itoa(pid), "-o", path)
 	cmd.Stdout, cmd.Stderr = logw, logw
 	return startProc("perf", cmd)
+}
+
+// pinned is exec.Command, under `taskset -c cpu` when cpu >= 0.
+func pinned(cpu int, name string, args ...string) *exec.Cmd {
+	if cpu < 0 {
+		return exec.Command(name, args...)
+	}
+	return exec.Command("taskset", append([]string{"-c", strconv.Itoa(cpu), name}, args...)...)
 }
