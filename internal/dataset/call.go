@@ -1,10 +1,13 @@
 // Package dataset loads recorded, real chat-completion calls from public datasets
-// (tau-bench agent trajectories, RouteLLM's GSM8K answers) and turns them into Calls:
-// a request as an agent sent it and the answers real models gave.
+// (tau-bench agent trajectories, RouteLLM's GSM8K answers, BFCL's questions and ground
+// truth) and from logs (OpenAI chat JSON Lines, Data Flywheel logs), and turns them
+// into Calls: a request as an agent sent it and the answers real models gave. Importer
+// turns the same records into store.Calls with deterministic IDs for `downshift import`.
 //
 // It is for the cold path, the simulator, the demo and tests: it reads files and the
-// bundled examples. It is not for the gateway's hot path and holds no recorder or store
-// logic; importers of live traffic belong elsewhere.
+// bundled examples. It is not for the gateway's hot path, and it neither writes to a
+// store nor redacts or seals: the caller runs imported calls through the same privacy
+// step as recorded ones.
 package dataset
 
 import (
