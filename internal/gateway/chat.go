@@ -345,6 +345,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchang
 			done = true
 			break
 		}
+		first := false // the first piece of the answer: the client must have it at once
 		if !x.head.IncludeUsage && openai.ChunkIsUsageOnly(ev.Data) {
 			chunks = append(chunks, ev.Data) // asked for by the gateway, not the client
 		} else {
@@ -354,10 +355,11 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchang
 			}
 			if c.TTFT == 0 && openai.ChunkCarriesAnswer(ev.Data) {
 				c.TTFT = at.Sub(c.StartedAt)
+				first = true
 			}
 			chunks = append(chunks, ev.Data)
 		}
-		if !u.sse.EventBuffered() {
+		if first || !u.sse.EventBuffered() {
 			if werr = rc.Flush(); werr != nil {
 				break
 			}
