@@ -10,6 +10,7 @@ func commands() []*cobra.Command {
 		newCallsCmd(),
 		keysCmd(),
 		newSimCmd(),
+		newImportCmd(),
 	}
 }
 

@@ -53,9 +53,10 @@ func bfclNoCall(category string) bool {
 	return category == "irrelevance" || category == "live_irrelevance"
 }
 
-// bfclCheckCategory refuses the categories whose ground truth is not one answer to
-// one request.
-func bfclCheckCategory(category string) error {
+// CheckBFCLCategory returns an error wrapping ErrBFCLCategory for the categories whose
+// ground truth is not one answer to one request (multi-turn, memory, web search,
+// live_relevance), and nil for the categories Importer.BFCL can import.
+func CheckBFCLCategory(category string) error {
 	switch {
 	case category == "":
 		return fmt.Errorf("dataset: %w: no category given", ErrBFCLCategory)
@@ -90,7 +91,7 @@ func bfclCheckCategory(category string) error {
 // Records carry no timestamps: the question on line n has time
 // ImportTime(SourceBFCL, n-1), and its ID hashes BFCL's own id.
 func (im *Importer) BFCL(category string, questions, answers io.Reader) error {
-	if err := bfclCheckCategory(category); err != nil {
+	if err := CheckBFCLCategory(category); err != nil {
 		return err
 	}
 	truth := map[string]json.RawMessage{}

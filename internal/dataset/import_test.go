@@ -438,7 +438,7 @@ func TestImportRealTauBenchAndBFCL(t *testing.T) {
 	total := 0
 	for _, f := range files {
 		cat := BFCLCategory(f)
-		if bfclCheckCategory(cat) != nil {
+		if CheckBFCLCategory(cat) != nil {
 			continue
 		}
 		t.Run(cat, func(t *testing.T) {
