@@ -1,0 +1,232 @@
+package discover
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/downshift-dev/downshift/internal/openai"
+	"github.com/downshift-dev/downshift/internal/workload"
+)
+
+// Output types of a reference answer.
+const (
+	OutputToolCalls = "tool_calls"
+	OutputText      = "text"
+	OutputJSON      = "json"
+)
+
+// Action is what the reference model did in answer to a call.
+type Action struct {
+	// Label is the tool name(s) called, sorted and joined by "+", or "text" or "json";
+	// "" when the call has no answer to read.
+	Label string
+	// Output is OutputToolCalls, OutputText or OutputJSON ("" with no answer).
+	Output string
+	Tools  []string // names of the tools called, in order
+}
+
+// ReadAction reads the reference's action from an answer: a chat.completion (its first
+// choice's message), a bare assistant message, or an array of tool calls. Content that
+// parses as a JSON object or array is OutputJSON. Anything else (an error body,
+// nothing) gives the zero Action.
+func ReadAction(answer []byte) Action {
+	answer = bytes.TrimSpace(answer)
+	if len(answer) == 0 {
+		return Action{}
+	}
+	var msg openai.Message
+	switch answer[0] {
+	case '[':
+		if json.Unmarshal(answer, &msg.ToolCalls) != nil {
+			return Action{}
+		}
+	case '{':
+		var body struct {
+			Choices []struct {
+				Message openai.Message `json:"message"`
+			} `json:"choices"`
+			Role string `json:"role"`
+		}
+		if json.Unmarshal(answer, &body) != nil {
+			return Action{}
+		}
+		switch {
+		case len(body.Choices) > 0:
+			msg = body.Choices[0].Message
+		case body.Role != "":
+			if json.Unmarshal(answer, &msg) != nil {
+				return Action{}
+			}
+		default:
+			return Action{}
+		}
+	default:
+		return Action{}
+	}
+	return actionOf(msg)
+}
+
+func actionOf(msg openai.Message) Action {
+	if len(msg.ToolCalls) > 0 {
+		a := Action{Output: OutputToolCalls}
+		for _, tc := range msg.ToolCalls {
+			a.Tools = append(a.Tools, tc.Function.Name)
+		}
+		names := slices.Clone(a.Tools)
+		slices.Sort(names)
+		a.Label = strings.Join(slices.Compact(names), "+")
+		return a
+	}
+	text := strings.TrimSpace(msg.Content.String())
+	if text != "" && (text[0] == '{' || text[0] == '[') && json.Valid([]byte(text)) {
+		return Action{Label: OutputJSON, Output: OutputJSON}
+	}
+	return Action{Label: OutputText, Output: OutputText}
+}
+
+// Namespaces of discover's own features in the hashed space (workload's request
+// features use namespaces below 16).
+const (
+	nsAction   = 16
+	nsTemplate = 17
+)
+
+// actionFeatures returns the hashed action features of a with norm 1: the label, and
+// for an answer that calls several tools also each tool and the number of calls, so
+// that parallel calls of one tool lie near single calls of it. Shared features such as
+// the output type are left out on purpose: they would pull every tool-calling action
+// together and blur the tools apart.
+func actionFeatures(a Action, dimBits int) workload.Vector {
+	names := []string{"label:" + a.Label}
+	if len(a.Tools) > 1 {
+		names = append(names, "calls:"+strconv.Itoa(min(len(a.Tools), 4)))
+		for _, t := range a.Tools {
+			names = append(names, "tool:"+t)
+		}
+	}
+	return oneHot(nsAction, names, dimBits)
+}
+
+// templateFeatures returns the hashed template features of a request, for calls whose
+// templates are pooled: the tool names offered, their number, the response format and
+// the words of the system prompt, with norm 1.
+func templateFeatures(body []byte, dimBits int) workload.Vector {
+	h, err := openai.ScanChatRequest(body)
+	if err != nil {
+		return oneHot(nsTemplate, []string{"bad-request"}, dimBits)
+	}
+	names := []string{"ntools:" + strconv.Itoa(min(len(h.ToolNames), 6)), "format:" + h.ResponseType}
+	for _, t := range h.ToolNames {
+		names = append(names, "offer:"+t)
+	}
+	if h.HasSystem {
+		words := tokens(h.System.String(), 64)
+		for _, w := range words {
+			names = append(names, "sys:"+w)
+		}
+		names = append(names, "system")
+	}
+	return oneHot(nsTemplate, names, dimBits)
+}
+
+func oneHot(ns uint64, names []string, dimBits int) workload.Vector {
+	var v workload.Vector
+	for _, n := range names {
+		ix := workload.HashFeature(ns, n, dimBits)
+		if i := slices.Index(v.Idx, ix); i >= 0 {
+			v.Val[i]++
+			continue
+		}
+		v.Idx = append(v.Idx, ix)
+		v.Val = append(v.Val, 1)
+	}
+	scale(v, 1)
+	return v
+}
+
+// scale sets v's norm to norm (a zero vector stays zero).
+func scale(v workload.Vector, norm float64) {
+	var s float64
+	for _, x := range v.Val {
+		s += float64(x) * float64(x)
+	}
+	if s == 0 {
+		return
+	}
+	f := float32(norm / sqrt(s))
+	for i := range v.Val {
+		v.Val[i] *= f
+	}
+}
+
+// projector maps sparse hashed vectors to dense ones of dim dimensions by a sparse
+// random projection: each feature adds ±1/√s to s fixed coordinates, which keeps inner
+// products in expectation (a sparse Johnson-Lindenstrauss transform).
+type projector struct {
+	dim int
+	s   int
+}
+
+func (pr projector) add(dst []float32, v workload.Vector, weight float32) {
+	inv := weight / float32(sqrt(float64(pr.s)))
+	for i, ix := range v.Idx {
+		x := v.Val[i] * inv
+		h := uint64(ix)*0x9e3779b97f4a7c15 + 0x632be59bd9b4e019
+		for range pr.s {
+			h ^= h >> 29
+			h *= 0xbf58476d1ce4e5b9
+			h ^= h >> 32
+			pos := int((h >> 1) % uint64(pr.dim))
+			if h&1 == 0 {
+				dst[pos] += x
+			} else {
+				dst[pos] -= x
+			}
+		}
+	}
+}
+
+// tokens returns up to max lower-cased words of s that make good labels: letters only,
+// at least three of them, not a stop word.
+func tokens(s string, max int) []string {
+	var out []string
+	for i := 0; i < len(s) && len(out) < max; {
+		c := s[i]
+		if !isLetter(c) && !isDigit(c) {
+			i++
+			continue
+		}
+		j := i
+		digit := false
+		for j < len(s) && (isLetter(s[j]) || isDigit(s[j]) || s[j] == '_') {
+			digit = digit || isDigit(s[j])
+			j++
+		}
+		w := strings.ToLower(s[i:j])
+		if !digit && len(w) >= 3 && !stopWords[w] {
+			out = append(out, w)
+		}
+		i = j
+	}
+	return out
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80 }
+func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
+
+var stopWords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`the and for are but not you your yours with have has had
+		this that these those from they them their there what which who whom when where why how
+		can could would should will shall may might must was were been being does did doing
+		all any both each few more most other some such only own same than too very just into
+		about above after again against below between during before over under out off once
+		here then also its our ours his her hers him she himself herself itself myself
+		yourself let please thank thanks okay yes true false null none`) {
+		m[w] = true
+	}
+	return m
+}()
