@@ -197,7 +197,7 @@ func (db *DB) LatestRun(ctx context.Context) (store.WorkloadRun, error) {
 }
 
 // AssignWorkloads sets calls.workload_id for the given calls in one transaction, one
-// UPDATE per workload and batch of up to assignBatch call ids.
+// existence check and one UPDATE per workload and batch of up to assignBatch call ids.
 func (db *DB) AssignWorkloads(ctx context.Context, assign map[string]string) (err error) {
 	if len(assign) == 0 {
 		return nil
@@ -233,16 +233,20 @@ func (db *DB) AssignWorkloads(ctx context.Context, assign map[string]string) (er
 				args = append(args, id)
 			}
 			in := strings.Repeat("?, ", len(ids)-1) + "?"
-			res, err := tx.ExecContext(ctx, `UPDATE calls SET workload_id = ? WHERE id IN (`+in+`)`, args...)
+			var found int
+			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM calls WHERE id IN (`+in+`)`, args[1:]...).Scan(&found)
 			if err != nil {
 				return fmt.Errorf("sqlite: assign workloads: %w", err)
 			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return fmt.Errorf("sqlite: assign workloads: %w", err)
-			}
-			if int(n) != len(ids) {
+			if found != len(ids) {
 				return fmt.Errorf("sqlite: assign workloads: call %s: %w", firstMissing(ctx, tx, ids, in, args[1:]), store.ErrNotFound)
+			}
+			// Rows that already hold the workload are left alone: an UPDATE rewrites the
+			// whole row, payloads included, so a re-run that moves few calls writes little.
+			args = append(args, w)
+			_, err = tx.ExecContext(ctx, `UPDATE calls SET workload_id = ? WHERE id IN (`+in+`) AND workload_id != ?`, args...)
+			if err != nil {
+				return fmt.Errorf("sqlite: assign workloads: %w", err)
 			}
 		}
 	}
