@@ -239,9 +239,10 @@ func newScatter(r *Report) scatter {
 		v := float64(k) * 20
 		s.XTicks = append(s.XTicks, tick{X: xOf(v), Y: float64(s.Bottom + 20), Label: fmt.Sprint(v)})
 	}
+	step := top / 4
 	for k := 0; k <= 4; k++ {
-		v := top * float64(k) / 4
-		s.YTicks = append(s.YTicks, tick{X: float64(s.Left - 8), Y: round1(yOf(v) + 4), LineY: round1(yOf(v)), Label: money(v)})
+		v := step * float64(k)
+		s.YTicks = append(s.YTicks, tick{X: float64(s.Left - 8), Y: round1(yOf(v) + 4), LineY: round1(yOf(v)), Label: axisMoney(v, step)})
 	}
 	s.XTitleX, s.XTitleY = s.Left+s.PlotW/2, s.Bottom+46
 	s.YTitleX, s.YTitleY = 20, s.Top+s.PlotH/2
@@ -276,3 +277,16 @@ func newScatter(r *Report) scatter {
 }
 
 func round1(x float64) float64 { return math.Round(x*10) / 10 }
+
+// axisMoney formats an axis value in dollars with as many decimals as the step between
+// ticks needs, the same for every tick: $0.25, $0.50 ... or $250, $500 ...
+func axisMoney(v, step float64) string {
+	d := 0
+	for d < 6 && math.Abs(step*math.Pow10(d)-math.Round(step*math.Pow10(d))) > 1e-9 {
+		d++
+	}
+	if d > 0 {
+		d = max(d, 2) // cents, when there are fractions at all
+	}
+	return "$" + thousands(fmt.Sprintf("%.*f", d, v))
+}

@@ -260,3 +260,17 @@ func TestHTMLChartsGroupWorkloadsBeyondTwenty(t *testing.T) {
 		t.Errorf("%d points named, want the %d costliest", len(tags), maxPointTag)
 	}
 }
+
+func TestAxisMoney(t *testing.T) {
+	for _, tc := range []struct {
+		v, step float64
+		want    string
+	}{
+		{0, 0.25, "$0.00"}, {0.75, 0.25, "$0.75"}, {1, 0.25, "$1.00"},
+		{0, 500, "$0"}, {1500, 500, "$1,500"}, {0.0005, 0.0005, "$0.0005"}, {2.5, 0.5, "$2.50"},
+	} {
+		if got := axisMoney(tc.v, tc.step); got != tc.want {
+			t.Errorf("axisMoney(%v, %v) = %q, want %q", tc.v, tc.step, got, tc.want)
+		}
+	}
+}
