@@ -435,9 +435,12 @@ func clusterGroup(pts points, g *group, opts Options) ([]int32, points) {
 			sample[i] = g.members[p]
 		}
 	}
+	// k stays within √n as well: on small groups the silhouette rewards many tiny
+	// clusters of near-duplicate requests (the same two cities asked twice).
 	var ks []int
+	kmax := min(opts.MaxK, int(math.Sqrt(float64(len(sample)))), len(sample)/opts.MinSize)
 	for _, k := range kGrid {
-		if k <= opts.MaxK && k*opts.MinSize <= len(sample) {
+		if k <= kmax {
 			ks = append(ks, k)
 		}
 	}
@@ -482,6 +485,9 @@ func clusterGroup(pts points, g *group, opts Options) ([]int32, points) {
 		}
 		scores[i] = silhouette(dist, labels, ks[i])
 	})
+	if debugScores != nil {
+		debugScores(g.key, ks, scores)
+	}
 	best := 0
 	for i := range ks {
 		if scores[i] > scores[best]+1e-9 {
@@ -507,6 +513,9 @@ func clusterGroup(pts points, g *group, opts Options) ([]int32, points) {
 	mergeSmall(pts, g.members, &full, opts.MinSize, opts.Workers)
 	return full.assign, full.centroids
 }
+
+// debugScores, when set (by tests), sees the silhouette of every k tried.
+var debugScores func(group string, ks []int, scores []float64)
 
 // silhouetteSample is how many points the silhouette of each k is scored on.
 const silhouetteSample = 2000

@@ -179,17 +179,40 @@ func (s *jscan) str() (span, bool) {
 	return span{start, j}, esc
 }
 
+// skipString passes over a string whose opening quote is at s.i, without looking for
+// escapes inside it.
+func (s *jscan) skipString() {
+	j := s.i + 1
+	for {
+		k := bytes.IndexByte(s.b[j:], '"')
+		if k < 0 {
+			s.fail()
+			return
+		}
+		j += k
+		n := 0
+		for p := j - 1; p > s.i && s.b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			s.i = j + 1
+			return
+		}
+		j++
+	}
+}
+
 // skip passes over one value of any kind.
 func (s *jscan) skip() {
 	switch s.peek() {
 	case '"':
-		s.str()
+		s.skipString()
 	case '{', '[':
 		depth := 0
 		for s.i < len(s.b) {
 			switch s.b[s.i] {
 			case '"':
-				s.str()
+				s.skipString()
 				continue
 			case '{', '[':
 				depth++

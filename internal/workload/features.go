@@ -53,7 +53,7 @@ type FeatureConfig struct {
 
 // DefaultFeatureConfig returns the configuration discover fits models with.
 func DefaultFeatureConfig() FeatureConfig {
-	return FeatureConfig{DimBits: 18, WordBytes: 1024, CharBytes: 256, TextWeight: 1, StageWeight: 1}
+	return FeatureConfig{DimBits: 18, WordBytes: 1024, CharBytes: 256, TextWeight: 1, StageWeight: 0.6}
 }
 
 func (c FeatureConfig) validate() error {
@@ -296,28 +296,36 @@ func (f *Featurizer) countText(ct *counter, s string) {
 		prev, havePrev = h, true
 		i = j
 	}
+	// Character 4-grams run over the words, lower-cased, each followed by one space; a
+	// word holding a digit is written as "0".
 	cs := s[:min(len(s), f.cfg.CharBytes)]
 	var win uint32 // the last four normalised bytes
 	n := 0
-	space := true
-	for i := 0; i < len(cs); i++ {
-		c := cs[i]
-		switch wordClass[c] {
-		case 0:
-			if space {
-				continue
-			}
-			c, space = ' ', true
-		case 2:
-			c, space = '0', false
-		default:
-			c, space = lower(c), false
-		}
+	gram := func(c byte) {
 		win = win<<8 | uint32(c)
 		n++
 		if n >= 4 {
 			ct.add(uint32(finish(hashUint(hashSeed(nsChar), uint64(win))))&f.mask + 1)
 		}
+	}
+	for i := 0; i < len(cs); {
+		if wordClass[cs[i]] == 0 {
+			i++
+			continue
+		}
+		j, digit := i, false
+		for ; j < len(cs) && wordClass[cs[j]] != 0; j++ {
+			digit = digit || wordClass[cs[j]] == 2
+		}
+		if digit {
+			gram('0')
+		} else {
+			for k := i; k < j; k++ {
+				gram(lower(cs[k]))
+			}
+		}
+		gram(' ')
+		i = j
 	}
 }
 
