@@ -140,11 +140,23 @@ func parseStatus(s string) (int, error) {
 }
 
 // parseTime reads a duration before now ("90m") or an RFC 3339 time.
+// parseAgo parses a Go duration, or a whole number of days ("30d").
+func parseAgo(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
 func parseTime(flag, s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if d, err := time.ParseDuration(s); err == nil {
+	if d, err := parseAgo(s); err == nil {
 		if d < 0 {
 			return time.Time{}, fmt.Errorf("--%s %q: a duration ago must not be negative", flag, s)
 		}
@@ -152,7 +164,7 @@ func parseTime(flag, s string, now time.Time) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("--%s %q: want a duration ago (1h) or an RFC 3339 time (2025-06-01T12:00:00Z)", flag, s)
+		return time.Time{}, fmt.Errorf("--%s %q: want a duration ago (1h, 30d) or an RFC 3339 time (2025-06-01T12:00:00Z)", flag, s)
 	}
 	return t, nil
 }

@@ -11,6 +11,7 @@ func commands() []*cobra.Command {
 		keysCmd(),
 		newSimCmd(),
 		newImportCmd(),
+		newAnalyzeCmd(),
 	}
 }
 

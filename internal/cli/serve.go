@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,17 +68,22 @@ func runServe(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	return srv.shutdown(sctx)
 }
 
+// workloadRefresh is how often the server looks for a newer workload analysis.
+const workloadRefresh = 30 * time.Second
+
 // server is a running gateway with its recorder, keys and store: the composition root.
 type server struct {
 	http     *http.Server
 	recorder *record.Recorder
 	keys     *auth.Keys
+	assigner *onlineAssigner
 	store    store.Store
 	log      *slog.Logger
 	served   chan error
-	stopKeys context.CancelFunc
-	keysDone chan struct{}
-	addr     string
+	// stopBackground ends the background refreshes; background waits for them.
+	stopBackground context.CancelFunc
+	background     *sync.WaitGroup
+	addr           string
 }
 
 // startServer builds everything from cfg and serves on ln until shutdown: the
@@ -125,14 +131,24 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	if adminKeys == 0 {
 		log.Info("no admin keys: the admin API (/api) refuses every request until one is made with `downshift keys create --kind admin`")
 	}
-	keysCtx, stopKeys := context.WithCancel(context.Background())
-	keysDone := make(chan struct{})
-	go func() { defer close(keysDone); keys.Run(keysCtx, cfg.Auth.RefreshInterval) }()
-	undo = append(undo, func() { stopKeys(); <-keysDone })
+	// Background refreshes (keys, the workload model) run until shutdown.
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	background := &sync.WaitGroup{}
+	background.Go(func() { keys.Run(bgCtx, cfg.Auth.RefreshInterval) })
+	undo = append(undo, func() { stopBackground(); background.Wait() })
+
+	assigner := &onlineAssigner{st: st, log: log.With("component", "workload")}
+	if err := assigner.refresh(ctx); err != nil {
+		log.Warn("no online workload assignment: loading the latest analysis failed", "err", err)
+	}
+	background.Go(func() { assigner.run(bgCtx, workloadRefresh) })
 
 	rec, err := record.New(record.Options{
-		Store:         st,
-		Prepare:       priv.prepare,
+		Store: st,
+		Prepare: func(c *store.Call) error {
+			assigner.assign(c) // needs the request as sent, so before redaction
+			return priv.prepare(c)
+		},
 		QueueSize:     cfg.Record.QueueSize,
 		BatchSize:     cfg.Record.BatchSize,
 		FlushInterval: cfg.Record.FlushInterval,
@@ -174,18 +190,23 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},
-		recorder: rec,
-		keys:     keys,
-		store:    st,
-		log:      log,
-		served:   make(chan error, 1),
-		stopKeys: stopKeys,
-		keysDone: keysDone,
-		addr:     ln.Addr().String(),
+		recorder:       rec,
+		keys:           keys,
+		assigner:       assigner,
+		store:          st,
+		log:            log,
+		served:         make(chan error, 1),
+		stopBackground: stopBackground,
+		background:     background,
+		addr:           ln.Addr().String(),
 	}
 	go func() { s.served <- s.http.Serve(ln) }()
 	return s, nil
 }
+
+// refreshWorkloads makes the server load the latest workload analysis now rather than
+// at its next refresh.
+func (s *server) refreshWorkloads(ctx context.Context) error { return s.assigner.refresh(ctx) }
 
 // shutdown stops accepting, waits for in-flight requests (each enqueues its record
 // before it returns), flushes the recorder and the keys' last use, and closes the store.
@@ -202,8 +223,8 @@ func (s *server) shutdown(ctx context.Context) error {
 	}
 	st := s.recorder.Stats()
 	s.log.Info("recorder drained", "accepted", st.Accepted, "written", st.Written, "dropped", st.Dropped)
-	s.stopKeys()
-	<-s.keysDone
+	s.stopBackground()
+	s.background.Wait()
 	if err := s.keys.Flush(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("saving key use: %w", err))
 	}
