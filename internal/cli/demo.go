@@ -26,6 +26,8 @@ import (
 	"github.com/downshift-dev/downshift/internal/auth"
 	"github.com/downshift-dev/downshift/internal/config"
 	"github.com/downshift-dev/downshift/internal/dataset"
+	"github.com/downshift-dev/downshift/internal/discover"
+	"github.com/downshift-dev/downshift/internal/discover/report"
 	"github.com/downshift-dev/downshift/internal/seal"
 	"github.com/downshift-dev/downshift/internal/sim"
 	"github.com/downshift-dev/downshift/internal/store"
@@ -147,6 +149,24 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	if err := printPrivacyCheck(out, d.cfg.Store.DSN, convs); err != nil {
 		return err
 	}
+
+	fmt.Fprintln(out, "\nworkloads (downshift analyze): tags, then templates, then clustering on what each call asks and what GPT-4o did")
+	found, rep, err := analyze(ctx, st, kr, store.Filter{Ascending: true, WithPayloads: true, Limit: 1 << 30},
+		configCandidates(d.cfg), discover.Options{Seed: 1}, io.Discard)
+	if err != nil {
+		return err
+	}
+	if err := report.WriteTable(out, rep); err != nil {
+		return err
+	}
+	paths, err := writeReportFiles(o.dir, rep)
+	if err != nil {
+		return err
+	}
+	if err := saveWorkloads(ctx, st, found, rep, analyzeOptions{seed: 1}); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nreport: %s (open in a browser), %s\n", paths[1], paths[0])
 	fmt.Fprintf(out, "\ndone in %s. Look around:\n", time.Since(started).Round(time.Millisecond))
 	fmt.Fprintf(out, "  downshift calls list -c %s\n", d.configPath)
 	fmt.Fprintf(out, "  DOWNSHIFT_KEY=$(cat %s) downshift calls show -c %s ID   # payloads: admin key, audited\n", d.adminKeyPath, d.configPath)
@@ -184,6 +204,12 @@ models:
     backend: sim
     role: reference
     price: {input_per_mtok: %g, output_per_mtok: %g, cached_input_per_mtok: %g}
+  # A small candidate, priced as hosted 8B models are; used here for the savings estimate.
+  - name: llama-3.1-8b-instruct
+    backend: sim
+    role: candidate
+    params_b: 8
+    price: {input_per_mtok: 0.02, output_per_mtok: 0.05}
 privacy:
   redact: true
   encryption:
