@@ -389,6 +389,29 @@ func densify(ctx context.Context, calls []Call, info []callInfo, groups []group,
 	if texts != nil {
 		stageScale = float32(math.Sqrt(max(0, 1-float64(textWeight*textWeight))))
 	}
+	// Pooled calls: their template and action names, kept where shared by two calls.
+	pooledNames := map[int][2][]string{}
+	df := map[string]int{}
+	for gi := range groups {
+		if !groups[gi].pooled {
+			continue
+		}
+		for _, m := range groups[gi].members {
+			var act []string
+			if !opts.RequestOnly && info[m].action.Label != "" {
+				act = actionNames(info[m].action, true)
+			}
+			tpl := templateNames(calls[m].Request)
+			pooledNames[m] = [2][]string{act, tpl}
+			seen := map[string]bool{}
+			for _, n := range append(slices.Clone(act), tpl...) {
+				if !seen[n] {
+					seen[n] = true
+					df[n]++
+				}
+			}
+		}
+	}
 	parallelChunks(len(calls), opts.Workers, func(lo, hi int) {
 		var v workload.Vector
 		for i := lo; i < hi; i++ {
@@ -401,11 +424,12 @@ func densify(ctx context.Context, calls []Call, info []callInfo, groups []group,
 				}
 				pr.add(row, v, stageScale)
 			}
-			if !opts.RequestOnly && info[i].action.Label != "" {
-				pr.add(row, actionFeatures(info[i].action, dimBits), float32(opts.ActionWeight))
-			}
 			if groups[info[i].group].pooled {
-				pr.add(row, templateFeatures(calls[i].Request, dimBits), float32(opts.TemplateWeight))
+				names := pooledNames[i]
+				pr.add(row, oneHot(nsAction, keepShared(names[0], df), dimBits), float32(opts.ActionWeight))
+				pr.add(row, oneHot(nsTemplate, keepShared(names[1], df), dimBits), float32(opts.TemplateWeight))
+			} else if !opts.RequestOnly && info[i].action.Label != "" {
+				pr.add(row, oneHot(nsAction, actionNames(info[i].action, false), dimBits), float32(opts.ActionWeight))
 			}
 		}
 	})

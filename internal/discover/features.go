@@ -94,42 +94,60 @@ const (
 	nsTemplate = 17
 )
 
-// actionFeatures returns the hashed action features of a with norm 1: the label, and
-// for an answer that calls several tools also each tool and the number of calls, so
-// that parallel calls of one tool lie near single calls of it. Shared features such as
-// the output type are left out on purpose: they would pull every tool-calling action
-// together and blur the tools apart.
-func actionFeatures(a Action, dimBits int) workload.Vector {
+// actionNames returns the names of a's action features: the label, and for an answer
+// that calls several tools also each tool and the number of calls, so that parallel
+// calls of one tool lie near single calls of it. Shared features such as the output
+// type are left out on purpose within a template: they would pull every
+// tool-calling action together and blur the tools apart.
+//
+// Pooled calls come from many templates whose tools rarely share names, so for them
+// the action is described by its shape (output type, number of calls) as well.
+func actionNames(a Action, pooled bool) []string {
 	names := []string{"label:" + a.Label}
-	if len(a.Tools) > 1 {
+	if len(a.Tools) > 1 || pooled {
 		names = append(names, "calls:"+strconv.Itoa(min(len(a.Tools), 4)))
 		for _, t := range a.Tools {
 			names = append(names, "tool:"+t)
 		}
 	}
-	return oneHot(nsAction, names, dimBits)
+	if pooled {
+		names = append(names, "out:"+a.Output)
+	}
+	return names
 }
 
-// templateFeatures returns the hashed template features of a request, for calls whose
+// templateNames returns the names of a request's template features, for calls whose
 // templates are pooled: the tool names offered, their number, the response format and
-// the words of the system prompt, with norm 1.
-func templateFeatures(body []byte, dimBits int) workload.Vector {
+// the words of the system prompt.
+func templateNames(body []byte) []string {
 	h, err := openai.ScanChatRequest(body)
 	if err != nil {
-		return oneHot(nsTemplate, []string{"bad-request"}, dimBits)
+		return []string{"bad-request"}
 	}
 	names := []string{"ntools:" + strconv.Itoa(min(len(h.ToolNames), 6)), "format:" + h.ResponseType}
 	for _, t := range h.ToolNames {
 		names = append(names, "offer:"+t)
 	}
 	if h.HasSystem {
-		words := tokens(h.System.String(), 64)
-		for _, w := range words {
+		for _, w := range tokens(h.System.String(), 64) {
 			names = append(names, "sys:"+w)
 		}
 		names = append(names, "system")
 	}
-	return oneHot(nsTemplate, names, dimBits)
+	return names
+}
+
+// keepShared drops the names that occur in fewer than two of the calls in df: a
+// feature of one call only (a tool name no other pooled template has) tells nothing
+// about which calls belong together, and would only push that call away from all.
+func keepShared(names []string, df map[string]int) []string {
+	out := names[:0]
+	for _, n := range names {
+		if df[n] >= 2 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func oneHot(ns uint64, names []string, dimBits int) workload.Vector {

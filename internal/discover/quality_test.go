@@ -85,15 +85,68 @@ func TestQualityTauBench(t *testing.T) {
 	}
 	fmt.Fprintf(report, "(b) request only:    %s (%v)\n", fmtAgreement(agB), tookB.Round(time.Millisecond))
 
+	// (b) with the split forced: the k of best silhouette even below MinSilhouette.
+	forced, err := Discover(ctx, calls, Options{Seed: 1, RequestOnly: true, MinSilhouette: 1e-9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agF, err := Compare(labels, clustersOf(forced, calls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(report, "(b) forced split:    %s\n", fmtAgreement(agF))
+
 	// Online assignment: the request-only Assigner of each result against that
 	// result's own offline clusters.
 	for _, r := range []struct {
 		name string
 		res  *Result
 	}{{"(a)", full}, {"(b)", reqOnly}} {
-		acc, unassigned := onlineAccuracy(t, r.res, calls)
-		fmt.Fprintf(report, "online assignment vs %s clusters: accuracy %.3f (%d unassigned)\n", r.name, acc, unassigned)
+		acc, unassigned, per := onlineAccuracy(t, r.res, calls)
+		fmt.Fprintf(report, "online assignment vs %s clusters: accuracy %.3f (%d unassigned), %d centroids, %.1f µs per call\n",
+			r.name, acc, unassigned, len(r.res.Model.Centroids), per.Seconds()*1e6)
 	}
+	// Held out: fit on the conversations of even-numbered tasks, assign the calls of
+	// odd-numbered ones, and count a call right when its workload's dominant action is
+	// the call's own.
+	var fit, held []Call
+	var heldLabels []string
+	for i, c := range calls {
+		var task int
+		fmt.Sscanf(strings.Split(c.ID, "/")[1], "%d", &task)
+		if task%2 == 0 {
+			fit = append(fit, c)
+		} else {
+			held, heldLabels = append(held, c), append(heldLabels, labels[i])
+		}
+	}
+	half, err := Discover(ctx, fit, Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := workload.NewAssigner(half.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dominant := map[string]string{}
+	for _, w := range half.Workloads {
+		dominant[w.ID] = dominantAction(w)
+	}
+	right := 0
+	for i, c := range held {
+		got, _ := a.Assign(c.Fingerprint, c.Request)
+		if dominant[got] == heldLabels[i] {
+			right++
+		}
+	}
+	majority := 0
+	for _, l := range heldLabels {
+		if l == OutputText {
+			majority++
+		}
+	}
+	fmt.Fprintf(report, "online assignment of held-out calls (fit on %d calls of even tasks, %d calls of odd tasks assigned): workload's action right for %.3f (always \"text\": %.3f)\n",
+		len(fit), len(held), float64(right)/float64(len(held)), float64(majority)/float64(len(held)))
 	for _, w := range full.Workloads {
 		fmt.Fprintf(report, "  %-22s %5d  %s\n", w.ID, len(w.CallIDs), w.Label)
 	}
@@ -103,7 +156,7 @@ func TestQualityTauBench(t *testing.T) {
 	}
 }
 
-func onlineAccuracy(t testing.TB, res *Result, calls []Call) (float64, int) {
+func onlineAccuracy(t testing.TB, res *Result, calls []Call) (float64, int, time.Duration) {
 	t.Helper()
 	b, err := workload.MarshalModel(res.Model)
 	if err != nil {
@@ -118,6 +171,7 @@ func onlineAccuracy(t testing.TB, res *Result, calls []Call) (float64, int) {
 		t.Fatal(err)
 	}
 	right, none := 0, 0
+	start := time.Now()
 	for _, c := range calls {
 		got, _ := a.Assign(c.Fingerprint, c.Request)
 		switch {
@@ -127,7 +181,7 @@ func onlineAccuracy(t testing.TB, res *Result, calls []Call) (float64, int) {
 			right++
 		}
 	}
-	return float64(right) / float64(len(calls)), none
+	return float64(right) / float64(len(calls)), none, time.Since(start) / time.Duration(len(calls))
 }
 
 func fmtAgreement(a Agreement) string {
@@ -154,4 +208,16 @@ func distinct(xs []string) int {
 		m[x] = true
 	}
 	return len(m)
+}
+
+// dominantAction is the action most of a workload's calls took: its top tool when most
+// calls called tools, else its top output type.
+func dominantAction(w Workload) string {
+	if len(w.OutputTypes) == 0 {
+		return ""
+	}
+	if w.OutputTypes[0].Name == OutputToolCalls && len(w.Tools) > 0 {
+		return w.Tools[0].Name
+	}
+	return w.OutputTypes[0].Name
 }

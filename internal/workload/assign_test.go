@@ -27,7 +27,7 @@ func TestReadConversation(t *testing.T) {
 				"messages":[{"role":"user","content":"check"},
 				{"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"x","arguments":"{}"}},{"id":"b","type":"function","function":{"name":"get_booking","arguments":"{\"id\":\"1\"}"}}]},
 				{"role":"tool","tool_call_id":"b","content":"{\"status\": \"ok\"}"}]}`,
-			want: Conversation{Messages: 3, UserTurns: 1, Steps: 1, LastRole: "tool", LastText: `{"status": "ok"}`, LastTool: "get_booking", Tools: 2},
+			want: Conversation{Messages: 3, UserTurns: 1, Steps: 1, LastRole: "tool", LastText: `{"status": "ok"}`, LastTool: "get_booking"},
 		},
 		{
 			name: "tool message with its own name",
@@ -208,8 +208,8 @@ func TestAssignerPicksTheNearestWorkloadOfTheTemplate(t *testing.T) {
 		{"agent", "Can you cancel reservation 8JX2KQ please?", "cancel"},
 		{"agent", "What baggage allowance do I have, how many bags?", "baggage"},
 		{"unknown", "translate the menu to French", "translate"}, // an unknown template: pooled workloads
-		{"notes", "anything at all", "summary"},                   // one workload for the template
-		{"agent", "zzz qqq", ""},                                  // nothing in common: below MinSimilarity
+		{"notes", "anything at all", "summary"},                  // one workload for the template
+		{"agent", "zzz qqq", ""},                                 // nothing in common: below MinSimilarity
 	}
 	for _, tt := range tests {
 		got, sim := a.Assign(tt.fp, []byte(userBody(tt.text)))
@@ -346,7 +346,7 @@ func TestTauRequestIsTauSized(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Tools != len(req.Tools) || c.Messages != len(req.Messages) || c.LastRole != "user" || c.Steps != 0 || c.UserTurns != 4 {
+	if c.Messages != len(req.Messages) || c.LastRole != "user" || c.Steps != 0 || c.UserTurns != 4 {
 		t.Errorf("read %+v from the benchmark request", c)
 	}
 }

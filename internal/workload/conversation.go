@@ -24,13 +24,11 @@ type Conversation struct {
 	// LastTool is the name of the tool whose result is the last message: the tool
 	// message's name, or else the name of the assistant's tool call it answers.
 	LastTool string
-	// Tools is the number of tools the request offers.
-	Tools int
 }
 
 // MaxTextBytes is the most bytes of the last message that ReadConversation keeps: what a
 // call asks shows in its first kilobytes, and the featuriser's cost grows with the text.
-const MaxTextBytes = 4096
+const MaxTextBytes = 2048
 
 // ErrNotChatRequest is returned by ReadConversation for a body that is not a JSON
 // object with a messages array.
@@ -39,7 +37,8 @@ var ErrNotChatRequest = errors.New("workload: not a chat-completion request")
 // ReadConversation reads a Conversation from a chat-completion request body. It is a
 // lenient single pass for bodies the gateway has already validated: it skips strings
 // with bytes.IndexByte, so a 20 KB tau-bench request takes a few microseconds, and it
-// unescapes only the last message's text. Malformed JSON gives ErrNotChatRequest.
+// unescapes only the last message's text; it stops at the end of the messages array.
+// Malformed JSON before that point gives ErrNotChatRequest.
 func ReadConversation(body []byte) (Conversation, error) {
 	var c Conversation
 	s := jscan{b: body}
@@ -75,12 +74,9 @@ func ReadConversation(body []byte) (Conversation, error) {
 					}
 				}
 			})
-		case "tools":
-			if s.peek() == '[' {
-				s.array(func() { c.Tools++; s.skip() })
-			} else {
-				s.skip()
-			}
+			// Nothing after the messages is needed: stop, sparing the scan of the tools
+			// that usually follow them.
+			s.done = true
 		default:
 			s.skip()
 		}
@@ -116,9 +112,10 @@ type msgSpan struct {
 // (the gateway validated it) and checks only enough to never read out of bounds or
 // loop: any surprise sets bad.
 type jscan struct {
-	b   []byte
-	i   int
-	bad bool
+	b    []byte
+	i    int
+	bad  bool
+	done bool // the reader has what it wants: object returns after the current member
 }
 
 func (s *jscan) fail() { s.bad, s.i = true, len(s.b) }
@@ -184,12 +181,24 @@ func (s *jscan) str() (span, bool) {
 func (s *jscan) skipString() {
 	j := s.i + 1
 	for {
-		k := bytes.IndexByte(s.b[j:], '"')
-		if k < 0 {
-			s.fail()
-			return
+		// Most strings in a request (keys, types, names) are short: look at a few
+		// bytes by hand before paying for a call to IndexByte.
+		k, end := -1, min(j+16, len(s.b))
+		for p := j; p < end; p++ {
+			if s.b[p] == '"' {
+				k = p
+				break
+			}
 		}
-		j += k
+		if k < 0 {
+			k = bytes.IndexByte(s.b[end:], '"')
+			if k < 0 {
+				s.fail()
+				return
+			}
+			k += end
+		}
+		j = k
 		n := 0
 		for p := j - 1; p > s.i && s.b[p] == '\\'; p-- {
 			n++
@@ -258,6 +267,9 @@ func (s *jscan) object(member func(key []byte)) {
 		}
 		s.i++
 		member(s.b[k.start:k.end])
+		if s.done {
+			return
+		}
 		switch s.peek() {
 		case ',':
 			s.i++

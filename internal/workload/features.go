@@ -45,8 +45,8 @@ type FeatureConfig struct {
 	WordBytes int `json:"word_bytes"`
 	CharBytes int `json:"char_bytes"`
 	// TextWeight and StageWeight are the norms of the text block (TF-IDF of the
-	// n-grams) and of the stage block (last role, last tool, turn and step counts,
-	// tool count) before the whole vector is scaled to norm 1.
+	// n-grams) and of the stage block (last role, last tool, turn and step counts)
+	// before the whole vector is scaled to norm 1.
 	TextWeight  float64 `json:"text_weight"`
 	StageWeight float64 `json:"stage_weight"`
 }
@@ -173,7 +173,7 @@ func (f *Featurizer) Vector(c *Conversation, dst Vector) Vector {
 	var textNorm float64
 	for _, k := range ct.used {
 		e := &ct.table[k]
-		w := (1 + math.Log(float64(e.count))) * float64(f.slots[e.key-1].idf)
+		w := sublinear(e.count) * float64(f.slots[e.key-1].idf)
 		e.count = float32(w)
 		textNorm += w * w
 	}
@@ -215,7 +215,22 @@ func (f *Featurizer) Vector(c *Conversation, dst Vector) Vector {
 	return dst
 }
 
-const stageFeatures = 5
+const stageFeatures = 4
+
+// sublinear is the term frequency weight 1 + ln(count), from a table for small counts.
+func sublinear(count float32) float64 {
+	if c := int(count); c < len(logTable) {
+		return logTable[c]
+	}
+	return 1 + math.Log(float64(count))
+}
+
+var logTable = func() (t [32]float64) {
+	for i := 1; i < len(t); i++ {
+		t[i] = 1 + math.Log(float64(i))
+	}
+	return t
+}()
 
 // Namespaces keep features of different kinds apart in the hash space.
 const (
@@ -225,8 +240,9 @@ const (
 	nsStage
 )
 
-// stageFeatures writes the stage features of c: last role, last tool, user turns and
-// steps since the user (bucketed), and the number of tools offered (bucketed).
+// stageFeatures writes the stage features of c: last role, last tool, and user turns
+// and steps since the user (bucketed). The tools offered are the template's business
+// (the fingerprint holds them), not the stage's.
 func (f *Featurizer) stageFeatures(c *Conversation, out *[stageFeatures]uint32) int {
 	n := 0
 	put := func(kind byte, s string, v int) {
@@ -243,7 +259,6 @@ func (f *Featurizer) stageFeatures(c *Conversation, out *[stageFeatures]uint32) 
 	}
 	put('u', "", bucket(c.UserTurns))
 	put('s', "", bucket(c.Steps))
-	put('n', "", bucket(c.Tools))
 	return n
 }
 
