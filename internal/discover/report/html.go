@@ -273,8 +273,35 @@ func newScatter(r *Report) scatter {
 		}
 		s.Points = append(s.Points, pt)
 	}
+	// Workloads often sit close together; a name that would overprint one placed
+	// before it (in cost order) is left to the point's tooltip.
+	var placed [][4]float64 // x0, x1, y0, y1
+	for _, i := range byCost {
+		pt := &s.Points[i]
+		if !pt.ShowTag {
+			continue
+		}
+		w := tagCharWidth * float64(len([]rune(pt.Tag)))
+		box := [4]float64{pt.TagX, pt.TagX + w, pt.TagY - tagHeight, pt.TagY}
+		if pt.TagAnchorLeft {
+			box[0], box[1] = pt.TagX-w, pt.TagX
+		}
+		for _, b := range placed {
+			if box[0] < b[1] && b[0] < box[1] && box[2] < b[3] && b[2] < box[3] {
+				pt.ShowTag = false
+				break
+			}
+		}
+		if pt.ShowTag {
+			placed = append(placed, box)
+		}
+	}
 	return s
 }
+
+// tagCharWidth and tagHeight estimate the size of a point's name at the chart's font
+// size, to keep names from overprinting one another.
+const tagCharWidth, tagHeight = 6.6, 13.0
 
 func round1(x float64) float64 { return math.Round(x*10) / 10 }
 
