@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -427,7 +428,7 @@ func writeCallRow(w io.Writer, c store.Call) {
 		tokens = "~" + tokens
 	}
 	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%.6f\n",
-		c.ID, c.StartedAt.UTC().Format("2006-01-02T15:04:05Z"), orDash(c.Workload), orDash(model),
+		c.ID, c.StartedAt.UTC().Format("2006-01-02T15:04:05Z"), orDash(cmp.Or(c.Workload, c.WorkloadID)), orDash(model),
 		c.Status, tokens, c.Latency.Milliseconds(), c.CostUSD)
 }
 
@@ -456,6 +457,9 @@ type callView struct {
 	FinishedAt       time.Time       `json:"finished_at"`
 	ClientID         string          `json:"client_id,omitempty"`
 	Workload         string          `json:"workload,omitempty"`
+	WorkloadID       string          `json:"workload_id,omitempty"`
+	Source           string          `json:"source,omitempty"`
+	GroundTruth      bool            `json:"ground_truth,omitempty"`
 	Fingerprint      string          `json:"fingerprint,omitempty"`
 	RequestedModel   string          `json:"requested_model"`
 	ServedModel      string          `json:"served_model"`
@@ -482,7 +486,8 @@ type callView struct {
 func newCallView(c store.Call) callView {
 	return callView{
 		ID: c.ID, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt,
-		ClientID: c.ClientID, Workload: c.Workload, Fingerprint: c.Fingerprint,
+		ClientID: c.ClientID, Workload: c.Workload, WorkloadID: c.WorkloadID, Source: c.Source, GroundTruth: c.GroundTruth,
+		Fingerprint:    c.Fingerprint,
 		RequestedModel: c.RequestedModel, ServedModel: c.ServedModel, Backend: c.Backend,
 		Route: c.Route, Stream: c.Stream, Status: c.Status,
 		ErrorType: c.ErrorType, ErrorMessage: c.ErrorMessage,
