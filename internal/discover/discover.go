@@ -509,9 +509,6 @@ func clusterGroup(pts points, g *group, opts Options) ([]int32, points) {
 		}
 		scores[i] = silhouette(dist, labels, ks[i])
 	})
-	if debugScores != nil {
-		debugScores(g.key, ks, scores)
-	}
 	best := 0
 	for i := range ks {
 		if scores[i] > scores[best]+1e-9 {
@@ -537,9 +534,6 @@ func clusterGroup(pts points, g *group, opts Options) ([]int32, points) {
 	mergeSmall(pts, g.members, &full, opts.MinSize, opts.Workers)
 	return full.assign, full.centroids
 }
-
-// debugScores, when set (by tests), sees the silhouette of every k tried.
-var debugScores func(group string, ks []int, scores []float64)
 
 // silhouetteSample is how many points the silhouette of each k is scored on.
 const silhouetteSample = 2000

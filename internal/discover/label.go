@@ -207,9 +207,17 @@ func label(w *Workload) string {
 		return w.Tag
 	}
 	head := "calls"
+	calls := 0
+	for _, t := range w.Tools {
+		calls += t.N
+	}
 	switch {
 	case len(w.Tools) > 0 && (len(w.OutputTypes) == 0 || w.OutputTypes[0].Name == OutputToolCalls):
+		// Name the tool when it is most of the calls; a pool of templates calls many.
 		head = w.Tools[0].Name
+		if 2*w.Tools[0].N < calls {
+			head = "mixed tool calls"
+		}
 	case len(w.OutputTypes) > 0:
 		head = w.OutputTypes[0].Name + " answers"
 	}
