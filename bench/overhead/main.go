@@ -156,8 +156,10 @@ type recordCheck struct {
 	MetricsWritten     float64 `json:"metrics_records_written_total"`
 	MetricsDropped     float64 `json:"metrics_records_dropped_total"`
 	StoredAfterSIGTERM int     `json:"stored_after_sigterm"`
-	ShutdownError      string  `json:"shutdown_error,omitempty"`
-	OK                 bool    `json:"ok"`
+	// AssignedOnline counts the stored gateway calls the recorder put in a workload.
+	AssignedOnline int    `json:"assigned_online"`
+	ShutdownError  string `json:"shutdown_error,omitempty"`
+	OK             bool   `json:"ok"`
 }
 
 func run(o options, w io.Writer) error {
@@ -404,12 +406,26 @@ func checkRecords(gwP *proc, base, db string, sent int64) recordCheck {
 		return rc
 	}
 	defer st.Close()
-	n, err := st.CountCalls(ctx, store.Filter{})
+	// The store also holds the imported calls the workload model was fitted on.
+	all, err := st.CountCalls(ctx, store.Filter{})
+	if err == nil {
+		var imported int
+		imported, err = st.CountCalls(ctx, store.Filter{Source: store.SourceTauBench})
+		all -= imported
+	}
 	if err != nil {
 		rc.ShutdownError = strings.TrimPrefix(rc.ShutdownError+"; "+err.Error(), "; ")
 		return rc
 	}
+	n := all
 	rc.StoredAfterSIGTERM = n
+	if calls, err := st.ListCalls(ctx, store.Filter{Limit: 1 << 30}); err == nil {
+		for _, c := range calls {
+			if c.Source == store.SourceGateway && c.WorkloadID != "" {
+				rc.AssignedOnline++
+			}
+		}
+	}
 	rc.OK = rc.ShutdownError == "" && rc.MetricsDropped == 0 && int64(n) == sent
 	return rc
 }
@@ -496,6 +512,7 @@ func printRecord(w io.Writer, rc recordCheck) {
 	}
 	fmt.Fprintf(w, "record check: %s: %d requests sent through the gateway (warm-up included); /metrics before shutdown: written %.0f, dropped %.0f; after SIGTERM the store holds %d calls\n",
 		verdict, rc.SentThroughGateway, rc.MetricsWritten, rc.MetricsDropped, rc.StoredAfterSIGTERM)
+	fmt.Fprintf(w, "online workload assignment: %d of the %d stored gateway calls were put in a workload as they were recorded\n", rc.AssignedOnline, rc.StoredAfterSIGTERM)
 	if rc.ShutdownError != "" {
 		fmt.Fprintf(w, "  error: %s\n", rc.ShutdownError)
 	}

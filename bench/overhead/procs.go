@@ -177,6 +177,21 @@ func startGateway(bin, dir, upstream string, cpu int, logw io.Writer) (*proc, st
 		return nil, "", "", "", fmt.Errorf("keys create: %v", err)
 	}
 	key := strings.TrimSpace(string(out))
+	repoRoot, err := moduleRoot()
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	// A workload model, as after `downshift analyze`, so that the recorder assigns
+	// every new call to a workload online, as it would in production.
+	for _, args := range [][]string{
+		{"import", "taubench", filepath.Join(repoRoot, "examples/taubench/airline.json.gz"),
+			"--tools", filepath.Join(repoRoot, "examples/taubench/tools_openai.json"), "-c", cfgPath},
+		{"analyze", "-c", cfgPath, "--out", ""},
+	} {
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			return nil, "", "", "", fmt.Errorf("%s: %v: %s", args[0], err, out)
+		}
+	}
 	cmd := pinned(cpu, bin, "serve", "-c", cfgPath)
 	cmd.Stdout, cmd.Stderr = logw, logw
 	p, err := startProc("gateway", cmd)
