@@ -185,7 +185,7 @@ func startGateway(bin, dir, upstream string, cpu int, logw io.Writer) (*proc, st
 	// every new call to a workload online, as it would in production.
 	for _, args := range [][]string{
 		{"import", "taubench", filepath.Join(repoRoot, "examples/taubench/airline.json.gz"),
-			"--tools", filepath.Join(repoRoot, "examples/taubench/tools_openai.json"), "-c", cfgPath},
+			"--tools", filepath.Join(repoRoot, "examples/taubench/tools_openai.json"), "--category", "airline", "-c", cfgPath},
 		{"analyze", "-c", cfgPath, "--out", ""},
 	} {
 		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
