@@ -2,7 +2,6 @@ package openai
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -47,7 +46,7 @@ func NewAccumulator() *Accumulator { return &Accumulator{} }
 // (chunk.Error) is returned and otherwise ignored.
 func (a *Accumulator) AddData(data []byte) (*ChatCompletionChunk, error) {
 	c := &ChatCompletionChunk{}
-	if err := json.Unmarshal(data, c); err != nil {
+	if err := decodeChunk(data, c); err != nil {
 		return nil, fmt.Errorf("openai: parsing stream chunk: %w", err)
 	}
 	a.Add(c)

@@ -49,6 +49,12 @@ func (s *jsonScanner) peek() byte {
 	return s.b[s.i]
 }
 
+// atEnd reports whether only space is left.
+func (s *jsonScanner) atEnd() bool {
+	s.ws()
+	return s.i >= len(s.b)
+}
+
 // expect consumes c after optional space.
 func (s *jsonScanner) expect(c byte) bool {
 	if s.peek() != c {

@@ -144,7 +144,7 @@ func scanFast(body []byte) (h *Head, ok bool) {
 			s.value()
 		}
 	})
-	if s.bad || s.peek() != 0 || h.Model == "" || h.Messages == 0 || h.modelStart < 0 {
+	if s.bad || !s.atEnd() || h.Model == "" || h.Messages == 0 || h.modelStart < 0 {
 		return nil, false
 	}
 	h.closeAt = closingBrace(body)
