@@ -22,6 +22,7 @@ import (
 	"github.com/downshift-dev/downshift/internal/seal"
 	"github.com/downshift-dev/downshift/internal/store"
 	"github.com/downshift-dev/downshift/internal/store/sqlite"
+	"github.com/downshift-dev/downshift/internal/web"
 )
 
 // openStore opens the store named by a config's store.driver and store.dsn.
@@ -297,7 +298,7 @@ func runCallsShow(ctx context.Context, st store.Store, kr *seal.Keyring, key, id
 		Action: store.AuditReadPayload, Target: id, Detail: "downshift calls show", Remote: "cli:" + osUser}); err != nil {
 		return fmt.Errorf("writing the audit trail: %w", err)
 	}
-	b, err := json.MarshalIndent(newCallView(c), "", "  ")
+	b, err := json.MarshalIndent(web.NewCallView(&c), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -442,74 +443,9 @@ func orDash(s string) string {
 func writeJSONLines(w io.Writer, calls []store.Call) error {
 	enc := json.NewEncoder(w)
 	for _, c := range calls {
-		if err := enc.Encode(newCallView(c)); err != nil {
+		if err := enc.Encode(web.NewCallView(&c)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// callView is a call as the CLI prints it in JSON: durations in milliseconds and the
-// payloads embedded as JSON rather than base64.
-type callView struct {
-	ID               string          `json:"id"`
-	StartedAt        time.Time       `json:"started_at"`
-	FinishedAt       time.Time       `json:"finished_at"`
-	ClientID         string          `json:"client_id,omitempty"`
-	Workload         string          `json:"workload,omitempty"`
-	WorkloadID       string          `json:"workload_id,omitempty"`
-	Source           string          `json:"source,omitempty"`
-	GroundTruth      bool            `json:"ground_truth,omitempty"`
-	Fingerprint      string          `json:"fingerprint,omitempty"`
-	RequestedModel   string          `json:"requested_model"`
-	ServedModel      string          `json:"served_model"`
-	Backend          string          `json:"backend"`
-	Route            store.Route     `json:"route"`
-	Stream           bool            `json:"stream"`
-	Status           int             `json:"status"`
-	ErrorType        string          `json:"error_type,omitempty"`
-	ErrorMessage     string          `json:"error_message,omitempty"`
-	PromptTokens     int             `json:"prompt_tokens"`
-	CompletionTokens int             `json:"completion_tokens"`
-	CachedTokens     int             `json:"cached_tokens"`
-	TokensEstimated  bool            `json:"tokens_estimated"`
-	LatencyMS        float64         `json:"latency_ms"`
-	TTFTMS           float64         `json:"ttft_ms"`
-	CostUSD          float64         `json:"cost_usd"`
-	Simulated        bool            `json:"simulated"`
-	Redactions       map[string]int  `json:"redactions,omitempty"`
-	KeyID            string          `json:"key_id,omitempty"`
-	Request          json.RawMessage `json:"request,omitempty"`
-	Response         json.RawMessage `json:"response,omitempty"`
-}
-
-func newCallView(c store.Call) callView {
-	return callView{
-		ID: c.ID, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt,
-		ClientID: c.ClientID, Workload: c.Workload, WorkloadID: c.WorkloadID, Source: c.Source, GroundTruth: c.GroundTruth,
-		Fingerprint:    c.Fingerprint,
-		RequestedModel: c.RequestedModel, ServedModel: c.ServedModel, Backend: c.Backend,
-		Route: c.Route, Stream: c.Stream, Status: c.Status,
-		ErrorType: c.ErrorType, ErrorMessage: c.ErrorMessage,
-		PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens,
-		CachedTokens: c.CachedTokens, TokensEstimated: c.TokensEstimated,
-		LatencyMS: ms(c.Latency), TTFTMS: ms(c.TTFT), CostUSD: c.CostUSD, Simulated: c.Simulated,
-		Redactions: c.Redactions, KeyID: c.KeyID,
-		Request: payload(c.Request), Response: payload(c.Response),
-	}
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// payload embeds b as JSON when it is JSON, and as a JSON string when it is not (a
-// truncated or encrypted body), so that printing never fails.
-func payload(b []byte) json.RawMessage {
-	if len(b) == 0 {
-		return nil
-	}
-	if json.Valid(b) {
-		return b
-	}
-	s, _ := json.Marshal(string(b))
-	return s
 }

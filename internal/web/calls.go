@@ -13,14 +13,17 @@ import (
 	"github.com/downshift-dev/downshift/internal/store"
 )
 
-// callJSON is a call as the API shows it: durations in milliseconds and payloads
-// embedded as JSON rather than base64.
-type callJSON struct {
+// CallView is a call as the API and the command line show it: durations in
+// milliseconds and payloads embedded as JSON rather than base64.
+type CallView struct {
 	ID               string          `json:"id"`
 	StartedAt        time.Time       `json:"started_at"`
 	FinishedAt       time.Time       `json:"finished_at"`
 	ClientID         string          `json:"client_id"`
 	Workload         string          `json:"workload"`
+	WorkloadID       string          `json:"workload_id"`
+	Source           string          `json:"source,omitempty"`
+	GroundTruth      bool            `json:"ground_truth,omitempty"`
 	Fingerprint      string          `json:"fingerprint"`
 	RequestedModel   string          `json:"requested_model"`
 	ServedModel      string          `json:"served_model"`
@@ -38,20 +41,26 @@ type callJSON struct {
 	TTFTMS           float64         `json:"ttft_ms"`
 	CostUSD          float64         `json:"cost_usd"`
 	Simulated        bool            `json:"simulated"`
+	Redactions       map[string]int  `json:"redactions,omitempty"`
+	KeyID            string          `json:"key_id,omitempty"`
 	Request          json.RawMessage `json:"request,omitempty"`
 	Response         json.RawMessage `json:"response,omitempty"`
 }
 
-func newCallJSON(c *store.Call) callJSON {
-	return callJSON{
+// NewCallView returns the view of c; payloads are shown as stored (open sealed ones
+// first).
+func NewCallView(c *store.Call) CallView {
+	return CallView{
 		ID: c.ID, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt,
-		ClientID: c.ClientID, Workload: c.Workload, Fingerprint: c.Fingerprint,
+		ClientID: c.ClientID, Workload: c.Workload, WorkloadID: c.WorkloadID, Source: c.Source,
+		GroundTruth: c.GroundTruth, Fingerprint: c.Fingerprint,
 		RequestedModel: c.RequestedModel, ServedModel: c.ServedModel, Backend: c.Backend,
 		Route: c.Route, Stream: c.Stream, Status: c.Status,
 		ErrorType: c.ErrorType, ErrorMessage: c.ErrorMessage,
 		PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens,
 		CachedTokens: c.CachedTokens, TokensEstimated: c.TokensEstimated,
 		LatencyMS: ms(c.Latency), TTFTMS: ms(c.TTFT), CostUSD: c.CostUSD, Simulated: c.Simulated,
+		Redactions: c.Redactions, KeyID: c.KeyID,
 		Request: payload(c.Request), Response: payload(c.Response),
 	}
 }
@@ -59,7 +68,7 @@ func newCallJSON(c *store.Call) callJSON {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // payload embeds b as JSON when it is JSON, and as a JSON string when it is not (a
-// truncated body), so that a call can always be shown.
+// truncated or still sealed body), so that a call can always be shown.
 func payload(b []byte) json.RawMessage {
 	if len(b) == 0 {
 		return nil
@@ -126,12 +135,12 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request, _ *auth.Principa
 		return err
 	}
 	out := struct {
-		Calls []callJSON `json:"calls"`
+		Calls []CallView `json:"calls"`
 		Total int        `json:"total"`
-	}{Calls: make([]callJSON, 0, len(calls)), Total: total}
+	}{Calls: make([]CallView, 0, len(calls)), Total: total}
 	for i := range calls {
 		calls[i].Request, calls[i].Response = nil, nil
-		out.Calls = append(out.Calls, newCallJSON(&calls[i]))
+		out.Calls = append(out.Calls, NewCallView(&calls[i]))
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -157,5 +166,5 @@ func (a *API) getCall(w http.ResponseWriter, r *http.Request, p *auth.Principal)
 	if err := a.audit(r, p, store.AuditReadPayload, id, ""); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, newCallJSON(&c))
+	return writeJSON(w, http.StatusOK, NewCallView(&c))
 }
