@@ -103,9 +103,17 @@ func bfclCalls(t testing.TB, dir, category string) []Call {
 	return calls
 }
 
+// taskFloors are the least agreement with the BFCL categories the mix test accepts,
+// with the action (false) and from the request alone (true).
+var taskFloors = map[bool]Agreement{
+	false: {Purity: 0.75, VMeasure: 0.70},
+	true:  {Purity: 0.50, VMeasure: 0.45},
+}
+
 // TestQualityBFCLAndTauBench mixes BFCL categories with the tau-bench calls and
 // measures whether workloads separate by source and by task (BFCL category; all of
-// tau-bench is one task here).
+// tau-bench is one task here). Sources must never share a workload, and agreement with
+// the categories must stay above taskFloors.
 func TestQualityBFCLAndTauBench(t *testing.T) {
 	dir := dataDir(t)
 	tau, _ := tauCalls(t)
@@ -173,6 +181,14 @@ func TestQualityBFCLAndTauBench(t *testing.T) {
 		}
 		if bySource.Purity != 1 {
 			t.Errorf("%s: a workload mixes tau-bench and BFCL calls (purity vs source %.3f)", mode, bySource.Purity)
+		}
+		// Floors a little under what pooling by task shape reaches (purity 0.792, V 0.742
+		// with the action; 0.555, 0.493 from the request alone), so that a regression
+		// fails; one pool of all one-off templates scores 0.496, 0.302 and 0.407, 0.098.
+		floor := taskFloors[requestOnly]
+		if byTask.Purity < floor.Purity || byTask.VMeasure < floor.VMeasure {
+			t.Errorf("%s: by BFCL category purity %.3f, V-measure %.3f; want at least %.2f, %.2f",
+				mode, byTask.Purity, byTask.VMeasure, floor.Purity, floor.VMeasure)
 		}
 	}
 	t.Log("\n" + report.String())

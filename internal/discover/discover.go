@@ -1,8 +1,10 @@
 // Package discover finds the workloads in recorded calls, on the cold path: explicit
-// tags first, then template fingerprints (one agent node each), then content
-// clustering within each template on what the call asks (the last user or tool message
-// and the conversation's stage) and, offline, on what the reference model did (the
-// tool it called, or text, or JSON). It labels each workload and fits the model that
+// tags first, then template fingerprints (one agent node each), with the calls of
+// templates too rare to stand alone pooled by the shape of their task (tools offered,
+// and offline the form of the reference's answer), then content clustering within
+// each template or pool on what the call asks (the last user or tool message and the
+// conversation's stage) and, offline, on what the reference model did (the tool it
+// called, or text, or JSON). It labels each workload and fits the model that
 // package workload's Assigner uses to place new untagged calls online.
 //
 // It is for batch analysis over thousands to hundreds of thousands of calls, in
@@ -60,8 +62,10 @@ type Options struct {
 	// MinSize is the fewest calls a discovered workload may have; smaller clusters are
 	// merged into the nearest (default 5).
 	MinSize int
-	// PoolBelow: untagged templates with fewer calls are pooled and clustered together,
-	// with template features (tool names, system prompt words) added (default 20).
+	// PoolBelow: untagged templates with fewer calls are pooled, one pool per task
+	// shape (see shapeKey) with at least PoolBelow calls and one for the rarer shapes,
+	// and each pool is clustered with template features (tool names and their number,
+	// system prompt words) added (default 20).
 	PoolBelow int
 	// SampleSize is how many calls of a group the choice of k looks at (default 3000);
 	// every call is then assigned and the centroids refined on all of them.
@@ -179,10 +183,11 @@ type callInfo struct {
 	fp     string
 	action Action
 	group  int
+	tpl    template // read for pooled calls only
 }
 
 type group struct {
-	key     string // "tag:<tag>", "fp:<fingerprint>" or "pool"
+	key     string // "tag:<tag>", "fp:<fingerprint>", "pool:<shape>" or "pool"
 	tag     string
 	fp      string // the fingerprint for fp groups
 	members []int  // call indexes, ascending
@@ -319,13 +324,31 @@ func fitIDF(calls []Call, opts Options) (workload.IDF, error) {
 }
 
 // groupCalls puts calls into groups: one per tag, one per untagged template with at
-// least PoolBelow calls, and one pool for the rest. Groups come in a fixed order.
+// least PoolBelow calls, and for the rest one pool per task shape (see shapeKey) with
+// at least PoolBelow calls and one pool for the rarest shapes. Groups come in a fixed
+// order. It reads the template of each pooled call into info.
 func groupCalls(calls []Call, info []callInfo, opts Options) []group {
 	fpCount := map[string]int{}
 	for i := range calls {
 		if calls[i].Workload == "" {
 			fpCount[info[i].fp]++
 		}
+	}
+	var pooled []int
+	for i := range calls {
+		if calls[i].Workload == "" && fpCount[info[i].fp] < opts.PoolBelow {
+			pooled = append(pooled, i)
+		}
+	}
+	shapes := make([]string, len(calls))
+	parallel(len(pooled), opts.Workers, func(j int) {
+		i := pooled[j]
+		info[i].tpl = readTemplate(calls[i].Request)
+		shapes[i] = shapeKey(info[i].tpl, info[i].action, opts.RequestOnly)
+	})
+	shapeCount := map[string]int{}
+	for _, i := range pooled {
+		shapeCount[shapes[i]]++
 	}
 	byKey := map[string]*group{}
 	var keys []string
@@ -336,6 +359,8 @@ func groupCalls(calls []Call, info []callInfo, opts Options) []group {
 			g = group{key: "tag:" + calls[i].Workload, tag: calls[i].Workload}
 		case fpCount[info[i].fp] >= opts.PoolBelow:
 			g = group{key: "fp:" + info[i].fp, fp: info[i].fp}
+		case shapeCount[shapes[i]] >= opts.PoolBelow:
+			g = group{key: "pool:" + shapes[i], pooled: true}
 		default:
 			g = group{key: "pool", pooled: true}
 		}
@@ -401,7 +426,7 @@ func densify(ctx context.Context, calls []Call, info []callInfo, groups []group,
 			if !opts.RequestOnly && info[m].action.Label != "" {
 				act = actionNames(info[m].action, true)
 			}
-			tpl := templateNames(calls[m].Request)
+			tpl := templateNames(info[m].tpl)
 			pooledNames[m] = [2][]string{act, tpl}
 			seen := map[string]bool{}
 			for _, n := range append(slices.Clone(act), tpl...) {

@@ -3,6 +3,7 @@ package discover
 import (
 	"bytes"
 	"encoding/json"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,40 +102,107 @@ const (
 // tool-calling action together and blur the tools apart.
 //
 // Pooled calls come from many templates whose tools rarely share names, so for them
-// the action is described by its shape (output type, number of calls) as well.
+// the action is described by its shape as well: the output type, and whether it makes
+// no call, one or several, of one tool or of several. Only these three counts are told
+// apart: two calls and four of one tool are the same task asked for more items.
 func actionNames(a Action, pooled bool) []string {
 	names := []string{"label:" + a.Label}
-	if len(a.Tools) > 1 || pooled {
+	if pooled {
+		distinct := len(slices.Compact(slices.Sorted(slices.Values(a.Tools))))
+		names = append(names, "out:"+a.Output, "calls:"+howMany(len(a.Tools)), "distinct:"+howMany(distinct))
+		for _, t := range a.Tools {
+			names = append(names, "tool:"+t)
+		}
+		return names
+	}
+	if len(a.Tools) > 1 {
 		names = append(names, "calls:"+strconv.Itoa(min(len(a.Tools), 4)))
 		for _, t := range a.Tools {
 			names = append(names, "tool:"+t)
 		}
 	}
-	if pooled {
-		names = append(names, "out:"+a.Output)
-	}
 	return names
 }
 
-// templateNames returns the names of a request's template features, for calls whose
-// templates are pooled: the tool names offered, their number, the response format and
-// the words of the system prompt.
-func templateNames(body []byte) []string {
+// template is what discovery reads of a pooled call's request beyond its
+// conversation: the form of the template it was made from.
+type template struct {
+	bad    bool     // the body is not a chat request
+	tools  []string // names of the tools offered, in request order
+	format string   // response_format type
+	system string   // text of the first system or developer message
+	hasSys bool
+}
+
+// readTemplate reads a request's template from its head (no full decode).
+func readTemplate(body []byte) template {
 	h, err := openai.ScanChatRequest(body)
 	if err != nil {
+		return template{bad: true}
+	}
+	t := template{tools: h.ToolNames, format: h.ResponseType, hasSys: h.HasSystem}
+	if h.HasSystem {
+		t.system = h.System.String()
+	}
+	return t
+}
+
+// templateNames returns the names of a request's template features, for calls whose
+// templates are pooled: the tool names offered, their number (on a log scale), the
+// response format and the words of the system prompt.
+func templateNames(t template) []string {
+	if t.bad {
 		return []string{"bad-request"}
 	}
-	names := []string{"ntools:" + strconv.Itoa(min(len(h.ToolNames), 6)), "format:" + h.ResponseType}
-	for _, t := range h.ToolNames {
-		names = append(names, "offer:"+t)
+	names := []string{"ntools:" + strconv.Itoa(logBucket(len(t.tools))), "format:" + t.format}
+	for _, n := range t.tools {
+		names = append(names, "offer:"+n)
 	}
-	if h.HasSystem {
-		for _, w := range tokens(h.System.String(), 64) {
+	if t.hasSys {
+		for _, w := range tokens(t.system, 64) {
 			names = append(names, "sys:"+w)
 		}
 		names = append(names, "system")
 	}
 	return names
+}
+
+// logBucket maps a count to 0, 1, 2 (2-3), 3 (4-7), 4 (8-15) and so on: a task offered
+// three tools is nearer one offered four than one offered thirty.
+func logBucket(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	return bits.Len(uint(n))
+}
+
+// howMany names a count as "none", "one" or "several".
+func howMany(n int) string {
+	return [...]string{"none", "one", "several"}[min(max(n, 0), 2)]
+}
+
+// shapeKey names the shape of a pooled call's task: how many tools it is offered
+// (none, one, several), the response format it asks for, and, unless requestOnly, the
+// form of the reference's answer (no call and its output type, one call, several).
+// The shape is what calls of one kind of task share when their templates do not: a
+// call that must pick one of several tools, one that must call one tool several times
+// and one that must decline are different tasks, whatever their topics.
+func shapeKey(t template, a Action, requestOnly bool) string {
+	if t.bad {
+		return "bad-request"
+	}
+	key := "tools=" + howMany(len(t.tools))
+	if t.format != "" {
+		key += ",format=" + t.format
+	}
+	if !requestOnly && a.Label != "" {
+		if len(a.Tools) == 0 {
+			key += ",answer=" + a.Output
+		} else {
+			key += ",calls=" + howMany(len(a.Tools))
+		}
+	}
+	return key
 }
 
 // keepShared drops the names that occur in fewer than two of the calls in df: a
