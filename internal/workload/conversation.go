@@ -110,7 +110,9 @@ type msgSpan struct {
 
 // jscan is a lenient JSON reader over a byte slice. It trusts that the body is valid
 // (the gateway validated it) and checks only enough to never read out of bounds or
-// loop: any surprise sets bad.
+// loop: any surprise sets bad. It is kept apart from openai's validating scanner
+// (openai/jsonscan.go), which checks every byte of untrusted client input: skipping
+// without validating is what keeps Assign within its budget.
 type jscan struct {
 	b    []byte
 	i    int
