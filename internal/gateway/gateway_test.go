@@ -18,7 +18,10 @@ type memRecorder struct {
 	calls []store.Call
 }
 
-func (m *memRecorder) Enqueue(c store.Call) error {
+func (m *memRecorder) EnqueueWith(c store.Call, finish func(*store.Call)) error {
+	if finish != nil {
+		finish(&c)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls = append(m.calls, c)

@@ -250,3 +250,55 @@ func TestNewRejectsNegativePrepareWorkers(t *testing.T) {
 		t.Error("New with PrepareWorkers -1 succeeded")
 	}
 }
+
+// EnqueueWith's finish completes a call in the writer, before Prepare sees it; a
+// finish that panics drops its call as prepare_failed and spares the others.
+func TestEnqueueWithFinishesBeforePrepare(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "calls.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var sawFinished atomic.Int64
+	prepare := func(c *store.Call) error {
+		if bytes.HasPrefix(c.Response, []byte(`{"finished"`)) {
+			sawFinished.Add(1)
+		}
+		return nil
+	}
+	r := newRecorder(t, record.Options{Store: db, BatchSize: 8, Prepare: prepare, PrepareWorkers: 2})
+	r.Start()
+	for i := range 20 {
+		c := call(i)
+		finish := func(c *store.Call) { c.Response = fmt.Appendf(nil, `{"finished":%d}`, i) }
+		if i == 7 {
+			finish = func(*store.Call) { panic("reassembly bug") }
+		}
+		if err := r.EnqueueWith(c, finish); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Enqueue(call(20)); err != nil { // no finish: written as given
+		t.Fatal(err)
+	}
+	closeNow(t, r)
+	if st := r.Stats(); st.Written != 20 || st.DroppedPrepareFailed != 1 {
+		t.Fatalf("Stats = %+v, want 20 written and 1 prepare_failed", st)
+	}
+	if sawFinished.Load() != 19 {
+		t.Errorf("Prepare saw %d finished calls, want 19", sawFinished.Load())
+	}
+	calls, err := db.ListCalls(ctx, store.Filter{Limit: 100, Ascending: true, WithPayloads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range calls {
+		if c.ID == call(20).ID {
+			continue
+		}
+		if !bytes.HasPrefix(c.Response, []byte(`{"finished"`)) {
+			t.Errorf("call %s stored unfinished: %s", c.ID, c.Response)
+		}
+	}
+}
