@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,10 +42,8 @@ var errAborted = errors.New("stream aborted")
 
 // exchange is one chat call in flight.
 type exchange struct {
-	client *auth.Client // nil in open mode
-	call   *store.Call
-	// finish, when set, completes the call in the recorder (a stream's reassembly).
-	finish      func(*store.Call)
+	client      *auth.Client // nil in open mode
+	call        *store.Call
 	head        *openai.Head // what the hot path reads of the request
 	body        []byte       // the client's bytes
 	model       *backend.Model
@@ -88,7 +85,7 @@ func (g *Gateway) chat(w http.ResponseWriter, r *http.Request) {
 	c.FinishedAt = g.now()
 	c.Latency = c.FinishedAt.Sub(start)
 	g.metrics.observe(c)
-	if err := g.recorder.EnqueueWith(*c, x.finish); err != nil {
+	if err := g.recorder.Enqueue(*c); err != nil {
 		g.log.Debug("call not recorded", "call", c.ID, "err", err)
 	}
 	if errors.Is(err, errAborted) {
@@ -378,21 +375,14 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchang
 		werr = rc.Flush()
 	}
 
-	// With the upstream's usage in hand, tokens and cost need no reassembly: the
-	// answer is reassembled for the record in the recorder, off this goroutine, which
-	// on a small machine shares the processor with the next request.
-	if u := streamUsage(chunks); u != nil {
-		c.Simulated = c.Simulated || (len(chunks) > 0 && bytes.Contains(chunks[0], []byte(`"simulated":true`)))
-		g.accountUsage(x, u)
-		x.finish = func(c *store.Call) {
-			c.Response, _ = json.Marshal(reassemble(chunks))
-		}
-	} else {
-		cc := reassemble(chunks)
-		c.Simulated = c.Simulated || cc.Simulated
-		g.account(x, cc)
-		c.Response, _ = json.Marshal(cc)
+	acc := openai.NewAccumulator()
+	for _, data := range chunks {
+		_, _ = acc.AddData(data) // an upstream's own events were passed on untouched
 	}
+	cc := acc.Completion()
+	c.Simulated = c.Simulated || cc.Simulated
+	g.account(x, cc)
+	c.Response, _ = json.Marshal(cc)
 	switch {
 	case done && werr == nil:
 		// Complete. The client may hang up at once after [DONE]; that is not an error.
@@ -416,53 +406,21 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchang
 // account fills tokens and cost from the upstream's usage, or estimates tokens when
 // there is none.
 func (g *Gateway) account(x *exchange, cc *openai.ChatCompletion) {
-	if cc.Usage != nil {
-		g.accountUsage(x, cc.Usage)
-		return
-	}
 	c := x.call
-	// Off the hot path in practice: upstreams report usage, and streams are asked to.
-	if req, err := openai.DecodeChatRequest(x.body); err == nil {
-		c.PromptTokens = g.tokens.Prompt(req)
+	if u := cc.Usage; u != nil {
+		c.PromptTokens, c.CompletionTokens = u.PromptTokens, u.CompletionTokens
+		if u.PromptTokensDetails != nil {
+			c.CachedTokens = u.PromptTokensDetails.CachedTokens
+		}
+	} else {
+		// Off the hot path in practice: upstreams report usage, and streams are asked to.
+		if req, err := openai.DecodeChatRequest(x.body); err == nil {
+			c.PromptTokens = g.tokens.Prompt(req)
+		}
+		c.CompletionTokens = g.tokens.Completion(cc)
+		c.TokensEstimated = true
 	}
-	c.CompletionTokens = g.tokens.Completion(cc)
-	c.TokensEstimated = true
-	g.cost(x)
-}
-
-// accountUsage fills tokens and cost from the upstream's usage.
-func (g *Gateway) accountUsage(x *exchange, u *openai.Usage) {
-	c := x.call
-	c.PromptTokens, c.CompletionTokens = u.PromptTokens, u.CompletionTokens
-	if u.PromptTokensDetails != nil {
-		c.CachedTokens = u.PromptTokensDetails.CachedTokens
-	}
-	g.cost(x)
-}
-
-func (g *Gateway) cost(x *exchange) {
 	if x.model != nil {
-		c := x.call
 		c.CostUSD = x.model.Cost(c.PromptTokens, c.CompletionTokens, c.CachedTokens)
 	}
-}
-
-// streamUsage returns the usage a stream reported (the last chunk that carries one),
-// or nil.
-func streamUsage(chunks [][]byte) *openai.Usage {
-	for i := len(chunks) - 1; i >= 0; i-- {
-		if u := openai.ChunkUsage(chunks[i]); u != nil {
-			return u
-		}
-	}
-	return nil
-}
-
-// reassemble turns a stream's chunks into one chat.completion.
-func reassemble(chunks [][]byte) *openai.ChatCompletion {
-	acc := openai.NewAccumulator()
-	for _, data := range chunks {
-		_, _ = acc.AddData(data) // an upstream's own events were passed on untouched
-	}
-	return acc.Completion()
 }

@@ -26,12 +26,10 @@ import (
 	"github.com/downshift-dev/downshift/internal/tokens"
 )
 
-// Recorder takes finished calls. EnqueueWith must not block for long; an error means
-// the call was dropped (the recorder counts and logs drops). finish, when not nil,
-// completes the call before it is written, off the request's goroutine.
-// *record.Recorder implements it.
+// Recorder takes finished calls. Enqueue must not block for long; an error means the
+// call was dropped (the recorder counts and logs drops).
 type Recorder interface {
-	EnqueueWith(c store.Call, finish func(*store.Call)) error
+	Enqueue(c store.Call) error
 }
 
 // Authenticator checks the key a request presents. *auth.Keys implements it.

@@ -18,10 +18,7 @@ type memRecorder struct {
 	calls []store.Call
 }
 
-func (m *memRecorder) EnqueueWith(c store.Call, finish func(*store.Call)) error {
-	if finish != nil {
-		finish(&c)
-	}
+func (m *memRecorder) Enqueue(c store.Call) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls = append(m.calls, c)

@@ -391,15 +391,3 @@ func closingBrace(b []byte) int {
 	}
 	return -1
 }
-
-// ChunkUsage returns the usage a stream event's chunk carries, or nil.
-func ChunkUsage(data []byte) *Usage {
-	if !bytes.Contains(data, []byte(`"usage"`)) {
-		return nil
-	}
-	var c ChatCompletionChunk
-	if decodeChunk(data, &c) != nil {
-		return nil
-	}
-	return c.Usage
-}

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,7 +143,7 @@ type Recorder struct {
 	// reading while it sends, Close for writing while it closes.
 	mu     sync.RWMutex
 	closed bool
-	queue  chan entry
+	queue  chan store.Call
 
 	startOnce sync.Once
 	done      chan struct{} // closed when the writer has exited
@@ -193,7 +192,7 @@ func New(opts Options) (*Recorder, error) {
 	r := &Recorder{
 		opts:     opts,
 		log:      log,
-		queue:    make(chan entry, opts.QueueSize),
+		queue:    make(chan store.Call, opts.QueueSize),
 		done:     make(chan struct{}),
 		writeCtx: ctx,
 		abort:    cancel,
@@ -223,25 +222,10 @@ func (r *Recorder) Start() {
 	r.startOnce.Do(func() { go r.write() })
 }
 
-// entry is a queued call and, optionally, the work that completes it.
-type entry struct {
-	call   store.Call
-	finish func(*store.Call)
-}
-
 // Enqueue hands c to the recorder. It returns nil once c is queued; the write happens
 // later. It never waits longer than BlockTimeout: when the queue stays full it returns
 // ErrDropped, and after Close it returns ErrClosed. Every refused call is counted.
-func (r *Recorder) Enqueue(c store.Call) error { return r.enqueue(entry{call: c}) }
-
-// EnqueueWith is Enqueue with work left to do on the call: finish runs in the writer,
-// before Prepare, off the caller's path (the gateway reassembles a stream's answer
-// there). A call finish panics on is dropped as prepare_failed, like one Prepare fails.
-func (r *Recorder) EnqueueWith(c store.Call, finish func(*store.Call)) error {
-	return r.enqueue(entry{call: c, finish: finish})
-}
-
-func (r *Recorder) enqueue(c entry) error {
+func (r *Recorder) Enqueue(c store.Call) error {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
@@ -315,22 +299,20 @@ func (r *Recorder) Stats() Stats {
 func (r *Recorder) write() {
 	defer close(r.done)
 	batch := make([]store.Call, 0, r.opts.BatchSize)
-	finish := make([]func(*store.Call), 0, r.opts.BatchSize) // finish[i] completes batch[i]
 	timer := time.NewTimer(r.opts.FlushInterval)
 	timer.Stop()
 	defer timer.Stop()
 
 	for {
-		e, ok := <-r.queue
+		c, ok := <-r.queue
 		if !ok {
 			return
 		}
-		batch, finish = append(batch, e.call), append(finish, e.finish)
-		open := r.fill(&batch, &finish, timer)
-		r.flush(r.prepare(batch, finish))
+		batch = append(batch, c)
+		open := r.fill(&batch, timer)
+		r.flush(r.prepare(batch))
 		clear(batch) // drop the payloads before the next batch
-		clear(finish)
-		batch, finish = batch[:0], finish[:0]
+		batch = batch[:0]
 		if !open {
 			return
 		}
@@ -339,7 +321,7 @@ func (r *Recorder) write() {
 
 // fill adds queued calls to batch until it is full, FlushInterval has passed since its
 // first call, or the queue is closed and empty (then it returns false).
-func (r *Recorder) fill(batch *[]store.Call, finish *[]func(*store.Call), timer *time.Timer) (open bool) {
+func (r *Recorder) fill(batch *[]store.Call, timer *time.Timer) (open bool) {
 	armed := false
 	defer func() {
 		if armed {
@@ -350,11 +332,11 @@ func (r *Recorder) fill(batch *[]store.Call, finish *[]func(*store.Call), timer 
 		// Take what is already there without touching the timer: under load the
 		// batch fills from the backlog at once.
 		select {
-		case e, ok := <-r.queue:
+		case c, ok := <-r.queue:
 			if !ok {
 				return false
 			}
-			*batch, *finish = append(*batch, e.call), append(*finish, e.finish)
+			*batch = append(*batch, c)
 			continue
 		default:
 		}
@@ -363,11 +345,11 @@ func (r *Recorder) fill(batch *[]store.Call, finish *[]func(*store.Call), timer 
 			armed = true
 		}
 		select {
-		case e, ok := <-r.queue:
+		case c, ok := <-r.queue:
 			if !ok {
 				return false
 			}
-			*batch, *finish = append(*batch, e.call), append(*finish, e.finish)
+			*batch = append(*batch, c)
 		case <-timer.C:
 			armed = false
 			return true
@@ -381,8 +363,8 @@ func (r *Recorder) fill(batch *[]store.Call, finish *[]func(*store.Call), timer 
 // The calls it failed on are counted as dropped and never written. If Close gives up
 // while it runs, it stops and returns nothing: the calls not dropped for Prepare are
 // counted as closed, since none of them may be written half prepared.
-func (r *Recorder) prepare(batch []store.Call, finish []func(*store.Call)) []store.Call {
-	if len(batch) == 0 || (r.opts.Prepare == nil && !slices.ContainsFunc(finish, func(f func(*store.Call)) bool { return f != nil })) {
+func (r *Recorder) prepare(batch []store.Call) []store.Call {
+	if r.opts.Prepare == nil || len(batch) == 0 {
 		return batch
 	}
 	ctx := r.writeCtx
@@ -392,7 +374,7 @@ func (r *Recorder) prepare(batch []store.Call, finish []func(*store.Call)) []sto
 			if ctx.Err() != nil {
 				break
 			}
-			errs[i] = r.prepareOne(&batch[i], finish[i])
+			errs[i] = r.prepareOne(&batch[i])
 		}
 	} else {
 		var next atomic.Int64
@@ -404,7 +386,7 @@ func (r *Recorder) prepare(batch []store.Call, finish []func(*store.Call)) []sto
 					if i >= len(batch) {
 						return
 					}
-					errs[i] = r.prepareOne(&batch[i], finish[i])
+					errs[i] = r.prepareOne(&batch[i])
 				}
 			})
 		}
@@ -435,7 +417,7 @@ func (r *Recorder) prepare(batch []store.Call, finish []func(*store.Call)) []sto
 // prepareOne runs Prepare on c and turns a panic into an error, so that one call a
 // redactor trips on is dropped instead of taking the gateway down. The error names the
 // panic's type only: a panic value may hold a piece of the payload.
-func (r *Recorder) prepareOne(c *store.Call, finish func(*store.Call)) (err error) {
+func (r *Recorder) prepareOne(c *store.Call) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("record: Prepare panicked (%T)", p)
@@ -446,12 +428,6 @@ func (r *Recorder) prepareOne(c *store.Call, finish func(*store.Call)) (err erro
 		// gateway's p99 at concurrency 1 rose to 17 ms on one pinned core.
 		runtime.Gosched()
 	}()
-	if finish != nil {
-		finish(c)
-	}
-	if r.opts.Prepare == nil {
-		return nil
-	}
 	return r.opts.Prepare(c)
 }
 
