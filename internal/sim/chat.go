@@ -21,6 +21,7 @@ type reply struct {
 	usage         openai.Usage
 	simulated     bool
 	replayedModel string // whose recorded answer this is; empty when invented
+	degraded      string // the degradation applied to a candidate's answer, if any
 }
 
 // chatOptions are request fields that openai.ChatRequest does not model.
@@ -60,6 +61,9 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		h.Set(HeaderReplayed, "true")
 		h.Set(HeaderReplayedModel, rep.replayedModel)
 	}
+	if rep.degraded != "" {
+		h.Set(HeaderDegraded, rep.degraded)
+	}
 	if f == faultCut {
 		h.Set(HeaderFault, f.String())
 		h.Set(HeaderSimulated, "true")
@@ -74,7 +78,12 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) reply(req *openai.ChatRequest, body []byte) (*reply, error) {
 	rep := &reply{id: s.newID("chatcmpl-sim-"), model: req.Model}
 	if s.opts.Mode != ModeSynthetic {
-		if rec := s.replay.lookup(req.Messages); rec != nil {
+		k := conversationKey(req.Messages)
+		if rec := s.replay.lookup(k); rec != nil {
+			if d, ok := s.opts.Candidates[req.Model]; ok {
+				s.candidateReply(rep, req, rec, k, d)
+				return rep, nil
+			}
 			model := req.Model
 			if m, ok := s.models[model]; ok {
 				model = m
@@ -97,6 +106,21 @@ func (s *Server) reply(req *openai.ChatRequest, body []byte) (*reply, error) {
 	rep.msg, rep.finish, rep.simulated = msg, finish, true
 	rep.usage = makeUsage(s.counter.Prompt(req), s.completionTokens(msg))
 	return rep, nil
+}
+
+// candidateReply answers a candidate model with the recorded reference answer,
+// degraded at the candidate's rate.
+func (s *Server) candidateReply(rep *reply, req *openai.ChatRequest, rec *recording, k key, d Degrade) {
+	a := rec.call.Answers[0]
+	rep.msg, rep.finish, rep.replayedModel = a.Message, a.FinishReason, a.Model
+	rep.usage = rec.usage(s, 0)
+	u, pick := degradeDraw(s.opts.Seed, req.Model, k)
+	if u >= d.Rate {
+		return
+	}
+	rep.msg, rep.finish, rep.degraded = degrade(a.Message, req.Tools, d.Kinds, pick)
+	rep.simulated, rep.replayedModel = true, ""
+	rep.usage = makeUsage(rep.usage.PromptTokens, s.completionTokens(rep.msg))
 }
 
 // parallelToolCalls reports whether the request allows parallel tool calls (it does

@@ -98,9 +98,9 @@ func newIndex(calls []dataset.Call) *index {
 	return ix
 }
 
-// lookup returns the recording of msgs, or nil.
-func (ix *index) lookup(msgs []openai.Message) *recording {
-	return ix.calls[conversationKey(msgs)]
+// lookup returns the recording of the conversation with key k, or nil.
+func (ix *index) lookup(k key) *recording {
+	return ix.calls[k]
 }
 
 // answer picks the answer for the resolved model: its own if it gave one, else the

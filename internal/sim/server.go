@@ -76,6 +76,12 @@ type Options struct {
 	// the map is looked up as it is. A call with no answer from the resolved model is
 	// answered with its first (reference) answer. Nil means DefaultModels().
 	Models map[string]string
+	// Candidates maps a requested model name to how it degrades the recorded
+	// reference answer (the call's first) in replay mode: a candidate model with a
+	// known true failure rate, to check an evaluation against. A name here is not
+	// looked up in Models. Unrecorded conversations and synthetic mode are answered
+	// as for any model.
+	Candidates map[string]Degrade
 	// Latency delays answers. The zero value adds no delay.
 	Latency Latency
 	// Faults are injected at these rates. The zero value injects none.
@@ -236,6 +242,11 @@ func (o *Options) validate() error {
 	}
 	if o.Latency.TTFT < 0 || o.Latency.TokensPerSecond < 0 || o.Latency.Jitter < 0 || o.Latency.Jitter > 1 {
 		return fmt.Errorf("sim: latency %+v: durations and speed must not be negative, jitter must be in 0..1", o.Latency)
+	}
+	for name, d := range o.Candidates {
+		if err := d.validate(name); err != nil {
+			return err
+		}
 	}
 	if o.EmbeddingDims < 0 || o.EmbeddingDims > maxEmbeddingDims {
 		return fmt.Errorf("sim: embedding dims %d outside 0..%d", o.EmbeddingDims, maxEmbeddingDims)
