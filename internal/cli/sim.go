@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,8 @@ type simFlags struct {
 	seed     uint64
 	verbose  bool
 	shutdown time.Duration
+	// candidates are --candidate NAME=RATE[:kind,kind] values, parsed by runSim.
+	candidates []string
 }
 
 func newSimCmd() *cobra.Command {
@@ -42,6 +45,7 @@ airline: GPT-4o; GSM8K: GPT-4 or Mixtral by the requested model); in synthetic m
 unrecorded conversations with --unknown synthetic, it invents answers marked "simulated".
 Latency and faults (errors, 429s, timeouts, resets, cut streams) are modelled at seeded rates.`,
 		Example: `  downshift sim --listen 127.0.0.1:8000 --ttft 200ms --tps 80
+  downshift sim --candidate small-20=0.2 --candidate small-5=0.05:wrong_tool,drop_call
   downshift sim --mode synthetic --error-rate 0.05 --429-rate 0.05 --cut-rate 0.02`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -62,6 +66,7 @@ Latency and faults (errors, 429s, timeouts, resets, cut streams) are modelled at
 	fl.Float64Var(&f.faults.Timeout, "timeout-rate", 0, "share of requests that never get an answer")
 	fl.Float64Var(&f.faults.Reset, "reset-rate", 0, "share of requests whose connection is reset")
 	fl.Float64Var(&f.faults.Cut, "cut-rate", 0, "share of answers cut off part way (streams end without [DONE])")
+	fl.StringArrayVar(&f.candidates, "candidate", nil, "a candidate model that degrades the reference answer: NAME=RATE[:kind,kind] (kinds: wrong_tool, wrong_argument, drop_call, text_for_tool, tool_for_text, truncate_text; none: a mix); repeatable")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of every random choice")
 	fl.BoolVar(&f.verbose, "verbose", false, "log every request")
 	fl.DurationVar(&f.shutdown, "shutdown-timeout", 10*time.Second, "how long open streams may finish on shutdown")
@@ -88,14 +93,19 @@ func runSim(ctx context.Context, f simFlags, stdout, stderr io.Writer) error {
 			loaded = append(loaded, fmt.Sprintf("%s: %d calls", name, len(c)))
 		}
 	}
+	candidates, err := parseCandidates(f.candidates)
+	if err != nil {
+		return err
+	}
 	srv, err := sim.New(sim.Options{
-		Mode:    sim.Mode(f.mode),
-		Calls:   calls,
-		Unknown: sim.Unknown(f.unknown),
-		Latency: sim.Latency{TTFT: f.ttft, TokensPerSecond: f.tps, Jitter: f.jitter},
-		Faults:  f.faults,
-		Seed:    f.seed,
-		Logger:  log,
+		Candidates: candidates,
+		Mode:       sim.Mode(f.mode),
+		Calls:      calls,
+		Unknown:    sim.Unknown(f.unknown),
+		Latency:    sim.Latency{TTFT: f.ttft, TokensPerSecond: f.tps, Jitter: f.jitter},
+		Faults:     f.faults,
+		Seed:       f.seed,
+		Logger:     log,
 	})
 	if err != nil {
 		return err
@@ -116,6 +126,10 @@ func runSim(ctx context.Context, f simFlags, stdout, stderr io.Writer) error {
 	if fl := f.faults; fl.Error+fl.RateLimit+fl.Timeout+fl.Reset+fl.Cut > 0 {
 		fmt.Fprintf(stdout, "  faults: error %g, 429 %g, timeout %g, reset %g, cut %g\n",
 			fl.Error, fl.RateLimit, fl.Timeout, fl.Reset, fl.Cut)
+	}
+
+	for _, c := range f.candidates {
+		fmt.Fprintf(stdout, "  candidate: %s\n", c)
 	}
 
 	served := make(chan error, 1)
@@ -149,4 +163,32 @@ func simDataNames(s string) []string {
 		}
 	}
 	return out
+}
+
+// parseCandidates parses --candidate values, NAME=RATE[:kind,kind]; sim.New checks
+// the rates and kinds.
+func parseCandidates(values []string) (map[string]sim.Degrade, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]sim.Degrade, len(values))
+	for _, v := range values {
+		name, spec, ok := strings.Cut(v, "=")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--candidate %q: want NAME=RATE[:kind,kind]", v)
+		}
+		rate, kinds, _ := strings.Cut(spec, ":")
+		var d sim.Degrade
+		var err error
+		if d.Rate, err = strconv.ParseFloat(strings.TrimSpace(rate), 64); err != nil {
+			return nil, fmt.Errorf("--candidate %q: rate: %w", v, err)
+		}
+		d.Kinds = simDataNames(kinds)
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--candidate %q: %s is given twice", v, name)
+		}
+		out[name] = d
+	}
+	return out, nil
 }

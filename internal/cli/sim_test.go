@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func TestSimServesBundledReplayUntilCancelled(t *testing.T) {
 	defer cancel()
 	out, outW := io.Pipe()
 	cmd := newSimCmd()
-	cmd.SetArgs([]string{"--listen", "127.0.0.1:0", "--data", "taubench,gsm8k", "--ttft", "1ms"})
+	cmd.SetArgs([]string{"--listen", "127.0.0.1:0", "--data", "taubench,gsm8k", "--ttft", "1ms", "--candidate", "always-wrong=1:truncate_text"})
 	cmd.SetOut(outW)
 	cmd.SetErr(io.Discard)
 	done := make(chan error, 1)
@@ -63,6 +64,15 @@ func TestSimServesBundledReplayUntilCancelled(t *testing.T) {
 	if err != nil || resp.Header.Get(sim.HeaderReplayed) != "true" || cc.Choices[0].Message.Content.String() != rows[0].MixtralAnswer {
 		t.Fatalf("replay through the command: %v %+v", err, cc)
 	}
+	body, _ = json.Marshal(map[string]any{"model": "always-wrong", "messages": []map[string]string{{"role": "user", "content": rows[0].Prompt}}})
+	resp, err = http.Post(base+"/chat/completions", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get(sim.HeaderDegraded); got != "truncate_text" {
+		t.Errorf("candidate through the command: degraded %q, want truncate_text", got)
+	}
 	http.DefaultClient.CloseIdleConnections()
 
 	cancel()
@@ -83,6 +93,11 @@ func TestSimRejectsBadFlags(t *testing.T) {
 		{"--listen", "127.0.0.1:0", "--unknown", "guess"},
 		{"--listen", "127.0.0.1:0", "--error-rate", "0.7", "--429-rate", "0.7"},
 		{"--listen", "not-an-address"},
+		{"--listen", "127.0.0.1:0", "--candidate", "small"},
+		{"--listen", "127.0.0.1:0", "--candidate", "small=lots"},
+		{"--listen", "127.0.0.1:0", "--candidate", "small=1.5"},
+		{"--listen", "127.0.0.1:0", "--candidate", "small=0.1:hallucinate"},
+		{"--listen", "127.0.0.1:0", "--candidate", "small=0.1", "--candidate", "small=0.2"},
 	} {
 		t.Run(strings.Join(args[2:], " "), func(t *testing.T) {
 			cmd := newSimCmd()
@@ -95,5 +110,19 @@ func TestSimRejectsBadFlags(t *testing.T) {
 				t.Error("accepted")
 			}
 		})
+	}
+}
+
+func TestSimParsesCandidates(t *testing.T) {
+	got, err := parseCandidates([]string{"small-20=0.2", "small-5 = 0.05:wrong_tool, drop_call"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]sim.Degrade{
+		"small-20": {Rate: 0.2},
+		"small-5":  {Rate: 0.05, Kinds: []string{"wrong_tool", "drop_call"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
 	}
 }
