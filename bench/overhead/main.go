@@ -1,4 +1,4 @@
-// Command overhead measures the latency the downshift gateway adds to a chat
+// Package main (bench/overhead) measures the latency the downshift gateway adds to a chat
 // completion: the same real agent requests (the bundled tau-bench airline calls, 5-20
 // KB each, cycled) are sent straight to a local upstream and through the gateway with
 // recording on, in alternating blocks so that machine noise falls on both alike. For

@@ -1,4 +1,4 @@
-// Command downshift is the downshift gateway and flywheel; see package cli.
+// Package main is the downshift command, the gateway and flywheel; see package cli.
 package main
 
 import (

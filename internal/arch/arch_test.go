@@ -83,9 +83,6 @@ func TestEveryPackageHasADocComment(t *testing.T) {
 			if af.Doc != nil {
 				text := af.Doc.Text()
 				want := "Package " + p.Name + " "
-				if p.Name == "main" {
-					want = "Command "
-				}
 				if !strings.HasPrefix(text, want) {
 					t.Errorf("%s: doc comment should start with %q", filepath.Join(p.Dir, f), want)
 				}

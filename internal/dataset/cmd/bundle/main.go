@@ -1,4 +1,4 @@
-// Command bundle regenerates the dataset subsets bundled in examples/ from the full
+// Package main (internal/dataset/cmd/bundle) regenerates the dataset subsets bundled in examples/ from the full
 // datasets at $DOWNSHIFT_DATA (default ../shared/data). Run it from the module root:
 //
 //	go run ./internal/dataset/cmd/bundle [-out examples]
