@@ -25,10 +25,7 @@ type KeyStore interface {
 // RunKeys runs the conformance suite for keys and the audit trail against the stores
 // open makes. open must return a new, empty store each time; RunKeys closes it.
 func RunKeys(t *testing.T, open func(t *testing.T) KeyStore) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s KeyStore)
-	}{
+	tests := []testCase[KeyStore]{
 		{"KeysRoundTripEveryField", testKeysRoundTrip},
 		{"InvalidKeyIsRefused", testInvalidKey},
 		{"DuplicateIDOrHashIsConflict", testKeyConflict},
@@ -40,17 +37,7 @@ func RunKeys(t *testing.T, open func(t *testing.T) KeyStore) {
 		{"AuditNeedsActorActionAndTime", testAuditRequired},
 		{"ConcurrentAuditAppendsAllLand", testAuditConcurrent},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-			tt.fn(t, s)
-		})
-	}
+	runEach(t, open, tests)
 }
 
 func hashOf(s string) []byte {

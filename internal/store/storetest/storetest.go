@@ -24,10 +24,7 @@ import (
 // Run runs the conformance suite against the stores open makes. open must return a new,
 // empty store each time it is called; Run closes it when the subtest ends.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	tests := []testCase[store.Store]{
 		{"RoundTripEveryField", testRoundTrip},
 		{"ListLeavesPayloadsOutUnlessAsked", testListPayloads},
 		{"GetMissingIsErrNotFound", testNotFound},
@@ -49,17 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ImportIsAllOrNothingOnOtherErrors", testImportAtomic},
 		{"ImportEmptyBatchIsNoop", testImportEmptyBatch},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-			tt.fn(t, s)
-		})
-	}
+	runEach(t, open, tests)
 }
 
 // base is the start of the suite's calls, with sub-microsecond digits that stores drop.
@@ -736,5 +723,26 @@ func testImportAtomic(t *testing.T, s store.Store) {
 func testImportEmptyBatch(t *testing.T, s store.Store) {
 	if n, err := s.ImportCalls(context.Background(), nil); err != nil || n != 0 {
 		t.Errorf("ImportCalls(nil) = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// testCase is one subtest of a suite, run on a new store.
+type testCase[S any] struct {
+	name string
+	fn   func(t *testing.T, s S)
+}
+
+// runEach runs every test on a new store from open, closing it after.
+func runEach[S interface{ Close() error }](t *testing.T, open func(t *testing.T) S, tests []testCase[S]) {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tt.fn(t, s)
+		})
 	}
 }

@@ -19,10 +19,7 @@ import (
 // assignment of calls to them against the stores open makes. open must return a new,
 // empty store each time; RunWorkloads closes it.
 func RunWorkloads(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	tests := []testCase[store.Store]{
 		{"NoRunYetIsNotFoundAndEmpty", testNoRun},
 		{"WorkloadsRoundTripEveryField", testWorkloadsRoundTrip},
 		{"SaveReplacesCurrentSetLastSavedWins", testSaveReplaces},
@@ -32,17 +29,7 @@ func RunWorkloads(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AssignIsAllOrNothing", testAssignAtomic},
 		{"AssignEmptyIsNoop", testAssignEmpty},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-			tt.fn(t, s)
-		})
-	}
+	runEach(t, open, tests)
 }
 
 // fullWorkload returns a workload with every field set.
