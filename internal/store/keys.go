@@ -134,6 +134,8 @@ const (
 	AuditExport      AuditAction = "export"       // exported payloads (datasets, files)
 	AuditCreateKey   AuditAction = "create_key"
 	AuditRevokeKey   AuditAction = "revoke_key"
+	AuditAddModel    AuditAction = "add_model"    // added or replaced a catalog model
+	AuditRemoveModel AuditAction = "remove_model" // removed a catalog model
 )
 
 // AuditEntry records that someone read or exported payloads, or changed keys.
