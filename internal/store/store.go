@@ -146,6 +146,8 @@ type Store interface {
 	KeyUsage
 	AuditLog
 	WorkloadStore // the workloads discovery found, and which one each call is in
+	ModelStore    // the models added to the catalog at run time
+	EvalStore     // eval sets, evaluation runs and their scored results
 
 	// InsertCalls writes calls in one transaction: all or none. A call without an ID, or
 	// with an ID already stored, fails the whole batch.
