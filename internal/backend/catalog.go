@@ -15,29 +15,32 @@ const (
 
 // Model is a configured model, bound to the backend that serves it.
 type Model struct {
-	Name         string // what clients ask for
-	UpstreamName string // what the backend calls it
-	Role         string
-	ParamsB      float64
-	Price        config.Price
-	Backend      *Backend
+	Name          string // what clients ask for
+	UpstreamName  string // what the backend calls it
+	Role          string
+	ParamsB       float64
+	ContextTokens int     // 0: unknown
+	Licence       string  // "": unknown
+	MemoryGB      float64 // 0: unknown
+	Price         config.Price
+	Backend       *Backend
 	// Fallbacks are tried in order when this model's backend fails retryably.
 	Fallbacks []*Model
 }
 
 // Cost returns the price in US dollars of a call with the given token counts. cached
-// prompt tokens are part of prompt and priced at the cached rate when one is set.
+// prompt tokens are part of prompt and priced at the cached rate when one is set. A
+// model priced per GPU-hour is charged the per-token price derived from its throughput
+// (see config.Price.PerToken); while that throughput is unknown, Cost is 0.
 func (m *Model) Cost(prompt, completion, cached int) float64 {
-	p := m.Price
-	cachedRate := p.CachedInputPerMTok
-	if cachedRate == 0 {
-		cachedRate = p.InputPerMTok
+	in, out, cachedRate, ok := m.Price.PerToken()
+	if !ok {
+		return 0
 	}
 	if cached > prompt {
 		cached = prompt
 	}
-	return (float64(prompt-cached)*p.InputPerMTok + float64(cached)*cachedRate +
-		float64(completion)*p.OutputPerMTok) / 1e6
+	return (float64(prompt-cached)*in + float64(cached)*cachedRate + float64(completion)*out) / 1e6
 }
 
 // Catalog resolves the model a client names to the configured model that serves it.
@@ -70,6 +73,7 @@ func NewCatalog(c config.Config, getenv func(string) string) (*Catalog, error) {
 		}
 		cat.models[mc.Name] = &Model{
 			Name: mc.Name, UpstreamName: mc.Upstream(), Role: mc.Role, ParamsB: mc.ParamsB,
+			ContextTokens: mc.ContextTokens, Licence: mc.Licence, MemoryGB: mc.MemoryGB,
 			Price: mc.Price, Backend: b,
 		}
 	}

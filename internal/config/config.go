@@ -145,54 +145,97 @@ type Log struct {
 // entry of the file, so a loaded Config shows the values in effect.
 type Backend struct {
 	// Name identifies the backend in models[].backend; unique.
-	Name string `koanf:"name"`
+	Name string `koanf:"name" json:"name"`
 	// URL is the base URL including the version path, e.g. http://127.0.0.1:8000/v1.
-	URL string `koanf:"url"`
+	URL string `koanf:"url" json:"url"`
 	// APIKeyEnv names an environment variable that holds the API key.
-	APIKeyEnv string `koanf:"api_key_env"`
+	APIKeyEnv string `koanf:"api_key_env" json:"api_key_env,omitempty"`
 	// APIKeyFile names a file that holds the API key (surrounding whitespace trimmed).
 	// At most one of APIKeyEnv and APIKeyFile is set; with neither, no key is sent.
-	APIKeyFile string `koanf:"api_key_file"`
+	APIKeyFile string `koanf:"api_key_file" json:"api_key_file,omitempty"`
 	// Headers are sent with every request to this backend. Headers that carry
 	// credentials (Authorization, api-key, ...) are refused: keys go in APIKeyEnv or
 	// APIKeyFile, so that a Config never holds a secret.
-	Headers map[string]string `koanf:"headers"`
+	Headers map[string]string `koanf:"headers" json:"headers,omitempty"`
 	// ConnectTimeout bounds dialing. Default 5s.
-	ConnectTimeout time.Duration `koanf:"connect_timeout"`
+	ConnectTimeout time.Duration `koanf:"connect_timeout" json:"connect_timeout,omitempty"`
 	// ResponseTimeout bounds the wait for the response headers (the first byte of a
 	// stream). Default 120s.
-	ResponseTimeout time.Duration `koanf:"response_timeout"`
+	ResponseTimeout time.Duration `koanf:"response_timeout" json:"response_timeout,omitempty"`
 	// MaxIdleConns is the size of the keep-alive pool to this backend. Default 256.
-	MaxIdleConns int `koanf:"max_idle_conns"`
+	MaxIdleConns int `koanf:"max_idle_conns" json:"max_idle_conns,omitempty"`
 }
 
 // Model is a model downshift can route to.
 type Model struct {
 	// Name is what clients ask for and what downshift calls the model.
-	Name string `koanf:"name"`
+	Name string `koanf:"name" json:"name"`
 	// Backend names the Backend that serves it.
-	Backend string `koanf:"backend"`
+	Backend string `koanf:"backend" json:"backend"`
 	// UpstreamName is the model name sent to the backend. Empty means Name; see Upstream.
-	UpstreamName string `koanf:"upstream_name"`
+	UpstreamName string `koanf:"upstream_name" json:"upstream_name,omitempty"`
 	// Role is "reference" (a large model agents use today) or "candidate" (a small model).
-	Role string `koanf:"role"`
+	Role string `koanf:"role" json:"role"`
 	// ParamsB is the parameter count in billions, for the catalog.
-	ParamsB float64 `koanf:"params_b"`
+	ParamsB float64 `koanf:"params_b" json:"params_b,omitempty"`
+	// ContextTokens is the longest context the model takes, in tokens; 0 means unknown.
+	ContextTokens int `koanf:"context_tokens" json:"context_tokens,omitempty"`
+	// Licence is the model's licence as a person reads it (Apache-2.0, Llama 3.1
+	// Community, proprietary); empty means unknown.
+	Licence string `koanf:"licence" json:"licence,omitempty"`
+	// MemoryGB is the accelerator memory the model needs to serve, weights and KV
+	// cache, in GB; 0 means unknown.
+	MemoryGB float64 `koanf:"memory_gb" json:"memory_gb,omitempty"`
 	// Price is what the model costs; zero means unknown or free.
-	Price Price `koanf:"price"`
+	Price Price `koanf:"price" json:"price,omitzero"`
 	// Fallbacks are other model names tried in order on connection errors, 429 and 5xx,
 	// before any byte has reached the client.
-	Fallbacks []string `koanf:"fallbacks"`
+	Fallbacks []string `koanf:"fallbacks" json:"fallbacks,omitempty"`
 }
 
-// Price is what a model costs, in US dollars per million tokens.
+// Price is what a model costs: per token, in US dollars per million tokens, as hosted
+// APIs charge; or per GPU-hour, as a model on a rented or owned GPU costs, with the
+// throughput that turns it into a price per token (see PerToken). A model has one or
+// the other, never both.
 type Price struct {
 	// InputPerMTok prices prompt tokens.
-	InputPerMTok float64 `koanf:"input_per_mtok"`
+	InputPerMTok float64 `koanf:"input_per_mtok" json:"input_per_mtok,omitempty"`
 	// OutputPerMTok prices completion tokens.
-	OutputPerMTok float64 `koanf:"output_per_mtok"`
+	OutputPerMTok float64 `koanf:"output_per_mtok" json:"output_per_mtok,omitempty"`
 	// CachedInputPerMTok prices cached prompt tokens; 0 means the input price.
-	CachedInputPerMTok float64 `koanf:"cached_input_per_mtok"`
+	CachedInputPerMTok float64 `koanf:"cached_input_per_mtok" json:"cached_input_per_mtok,omitempty"`
+	// GPUHourUSD is what an hour of the GPU (or GPUs) serving the model costs, in US
+	// dollars. It may be set without ThroughputTPS: `downshift eval` then measures the
+	// throughput, and until it is known the model's price per token is unknown.
+	GPUHourUSD float64 `koanf:"gpu_hour_usd" json:"gpu_hour_usd,omitempty"`
+	// ThroughputTPS is how many tokens per second, prompt and completion together, the
+	// model processes on that GPU at the load it is served with. Used only with
+	// GPUHourUSD.
+	ThroughputTPS float64 `koanf:"throughput_tps" json:"throughput_tps,omitempty"`
+}
+
+// PerToken returns the price in US dollars per million prompt, completion and cached
+// prompt tokens, and whether it is known.
+//
+// A per-token price is returned as set, with a cached rate of 0 meaning the input
+// rate. A per-GPU-hour price is turned into one price for every token,
+// GPUHourUSD * 1e6 / (ThroughputTPS * 3600): the GPU's time is what is paid for,
+// whether it reads a token or writes one. Without ThroughputTPS that price is unknown
+// and ok is false; the prices are then 0. A Price with nothing set is known to be 0
+// (free, or not said).
+func (p Price) PerToken() (in, out, cached float64, ok bool) {
+	if p.GPUHourUSD > 0 {
+		if p.ThroughputTPS <= 0 {
+			return 0, 0, 0, false
+		}
+		per := p.GPUHourUSD * 1e6 / (p.ThroughputTPS * 3600)
+		return per, per, per, true
+	}
+	cached = p.CachedInputPerMTok
+	if cached == 0 {
+		cached = p.InputPerMTok
+	}
+	return p.InputPerMTok, p.OutputPerMTok, cached, true
 }
 
 // Roles a model can have.

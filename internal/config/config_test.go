@@ -113,12 +113,14 @@ func TestFullConfigDecodesEveryValue(t *testing.T) {
 		Models: []Model{
 			{
 				Name: "meta/llama-3.3-70b-instruct", Backend: "remote", Role: "reference", ParamsB: 70,
+				ContextTokens: 131072, Licence: "Llama 3.3 Community", MemoryGB: 160,
 				Price:     Price{InputPerMTok: 0.88, OutputPerMTok: 0.88, CachedInputPerMTok: 0.44},
 				Fallbacks: []string{"meta/llama-3.1-8b-instruct"},
 			},
 			{
 				Name: "meta/llama-3.1-8b-instruct", Backend: "local", UpstreamName: "llama-8b",
-				Role: "candidate", ParamsB: 8, Price: Price{InputPerMTok: 0.02, OutputPerMTok: 0.05},
+				Role: "candidate", ParamsB: 8, ContextTokens: 131072, Licence: "Llama 3.1 Community",
+				MemoryGB: 24.5, Price: Price{GPUHourUSD: 2.5, ThroughputTPS: 2000},
 			},
 		},
 		Privacy: Privacy{

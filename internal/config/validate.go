@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"regexp"
@@ -40,8 +41,11 @@ func (v *validator) positive(key string, n int64) {
 }
 
 func (v *validator) notNegative(key string, n float64) {
-	if n < 0 {
+	switch {
+	case n < 0:
 		v.add(key, "must not be negative")
+	case math.IsNaN(n) || math.IsInf(n, 0):
+		v.add(key, "must be a finite number")
 	}
 }
 
@@ -222,9 +226,9 @@ func (v *validator) models(c Config) {
 		}
 		v.oneOf(key+".role", m.Role, RoleReference, RoleCandidate)
 		v.notNegative(key+".params_b", m.ParamsB)
-		v.notNegative(key+".price.input_per_mtok", m.Price.InputPerMTok)
-		v.notNegative(key+".price.output_per_mtok", m.Price.OutputPerMTok)
-		v.notNegative(key+".price.cached_input_per_mtok", m.Price.CachedInputPerMTok)
+		v.notNegative(key+".context_tokens", float64(m.ContextTokens))
+		v.notNegative(key+".memory_gb", m.MemoryGB)
+		v.price(key+".price", m.Price)
 		for j, f := range m.Fallbacks {
 			fkey := fmt.Sprintf("%s.fallbacks[%d]", key, j)
 			switch {
@@ -238,6 +242,20 @@ func (v *validator) models(c Config) {
 				}
 			}
 		}
+	}
+}
+
+// price refuses negative prices, and a GPU-hour price given together with per-token
+// ones: the two would say different things about what a token costs. A GPU-hour price
+// without a throughput is allowed; see Price.GPUHourUSD.
+func (v *validator) price(key string, p Price) {
+	v.notNegative(key+".input_per_mtok", p.InputPerMTok)
+	v.notNegative(key+".output_per_mtok", p.OutputPerMTok)
+	v.notNegative(key+".cached_input_per_mtok", p.CachedInputPerMTok)
+	v.notNegative(key+".gpu_hour_usd", p.GPUHourUSD)
+	v.notNegative(key+".throughput_tps", p.ThroughputTPS)
+	if p.GPUHourUSD != 0 && (p.InputPerMTok != 0 || p.OutputPerMTok != 0 || p.CachedInputPerMTok != 0) {
+		v.add(key+".gpu_hour_usd", "set gpu_hour_usd or per-token prices (input_per_mtok, output_per_mtok, cached_input_per_mtok), not both")
 	}
 }
 
