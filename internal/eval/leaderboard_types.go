@@ -36,7 +36,8 @@ type Row struct {
 	Answered int `json:"answered"` // calls the candidate answered (status 200)
 	Errors   int `json:"errors"`   // calls that failed after retries; they score 0 and fail
 	// Simulated counts answers marked as invented by a simulator (header
-	// X-Downshift-Simulated), which stand in for the model's own.
+	// X-Downshift-Simulated), which stand in for the model's own. The runner passes
+	// the mark on as "simulated": true in the result's Score (see Build).
 	Simulated int `json:"simulated"`
 
 	// Quality is the mean agreement with the reference over every call (failed calls
@@ -61,9 +62,15 @@ type Row struct {
 	Saving    float64 `json:"saving"`
 
 	// Judge summarises the LLM judge's verdicts when one was asked: mean score (1-10)
-	// and how many calls it judged.
+	// and how many calls it judged (read from "judge": {"score": N} in the result's
+	// Score; see Build).
 	JudgeMean  float64 `json:"judge_mean,omitempty"`
 	JudgeCalls int     `json:"judge_calls,omitempty"`
+
+	// Note says why the row may not be recommended whatever its quality: errors on
+	// more than 5% of calls, or a cost no lower than the reference's. Empty when
+	// only its quality decides.
+	Note string `json:"note,omitempty"`
 }
 
 // ReferenceRow is the reference model's own figures on the test calls, as recorded.
