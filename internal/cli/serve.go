@@ -18,7 +18,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/downshift-dev/downshift/internal/auth"
-	"github.com/downshift-dev/downshift/internal/backend"
 	"github.com/downshift-dev/downshift/internal/config"
 	"github.com/downshift-dev/downshift/internal/gateway"
 	"github.com/downshift-dev/downshift/internal/record"
@@ -101,10 +100,6 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	cat, err := backend.NewCatalog(cfg, os.Getenv)
-	if err != nil {
-		return nil, err
-	}
 	priv, err := newPrivacy(cfg.Privacy, log)
 	if err != nil {
 		return nil, err
@@ -114,6 +109,11 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 		return nil, err
 	}
 	undo = append(undo, func() { st.Close() })
+	// The configured models, and those added with `downshift models add`.
+	cat, err := catalogFrom(ctx, cfg, st, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
 
 	keys := auth.NewKeys(st, auth.Options{Logger: log.With("component", "auth")})
 	if err := keys.Refresh(ctx); err != nil {
