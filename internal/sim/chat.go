@@ -19,8 +19,9 @@ type reply struct {
 	msg           openai.Message
 	finish        string
 	usage         openai.Usage
-	simulated     bool
-	replayedModel string // whose recorded answer this is; empty when invented
+	simulated     bool   // see HeaderSimulated
+	replayedModel string // whose recorded answer this is or was made from; empty when invented
+	match         string // how the recording was found: MatchExact or MatchWithoutSystem
 	degraded      string // the degradation applied to a candidate's answer, if any
 }
 
@@ -51,15 +52,18 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Debug("sim: answer", "model", req.Model, "replayed", rep.replayedModel, "simulated", rep.simulated,
-		"stream", req.Stream, "cut", f == faultCut)
+	s.log.Debug("sim: answer", "model", req.Model, "replayed", rep.replayedModel, "match", rep.match,
+		"simulated", rep.simulated, "degraded", rep.degraded, "stream", req.Stream, "cut", f == faultCut)
 
 	h := w.Header()
 	if rep.simulated {
 		h.Set(HeaderSimulated, "true")
 	} else {
 		h.Set(HeaderReplayed, "true")
+	}
+	if rep.replayedModel != "" {
 		h.Set(HeaderReplayedModel, rep.replayedModel)
+		h.Set(HeaderReplayedMatch, rep.match)
 	}
 	if rep.degraded != "" {
 		h.Set(HeaderDegraded, rep.degraded)
@@ -78,19 +82,26 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) reply(req *openai.ChatRequest, body []byte) (*reply, error) {
 	rep := &reply{id: s.newID("chatcmpl-sim-"), model: req.Model}
 	if s.opts.Mode != ModeSynthetic {
-		k := conversationKey(req.Messages)
-		if rec := s.replay.lookup(k); rec != nil {
+		if rec, match := s.replay.lookup(req.Messages); rec != nil {
+			rep.match = match
+			// An answer recorded for another system prompt is not what the model
+			// answered to this one.
+			rep.simulated = match != MatchExact
 			if d, ok := s.opts.Candidates[req.Model]; ok {
-				s.candidateReply(rep, req, rec, k, d)
-				return rep, nil
+				s.candidateReply(rep, req, rec, d)
+			} else {
+				model := req.Model
+				if m, ok := s.models[model]; ok {
+					model = m
+				}
+				a, i := rec.answer(model)
+				rep.msg, rep.finish, rep.replayedModel = a.Message, a.FinishReason, a.Model
+				rep.usage = rec.usage(s, i)
 			}
-			model := req.Model
-			if m, ok := s.models[model]; ok {
-				model = m
+			if match != MatchExact {
+				// The recorded prompt is not the one sent: count the one sent.
+				rep.usage = makeUsage(s.counter.Prompt(req), rep.usage.CompletionTokens)
 			}
-			a, i := rec.answer(model)
-			rep.msg, rep.finish, rep.replayedModel = a.Message, a.FinishReason, a.Model
-			rep.usage = rec.usage(s, i)
 			return rep, nil
 		}
 		if s.opts.Unknown != UnknownSynthetic {
@@ -109,17 +120,20 @@ func (s *Server) reply(req *openai.ChatRequest, body []byte) (*reply, error) {
 }
 
 // candidateReply answers a candidate model with the recorded reference answer,
-// degraded at the candidate's rate.
-func (s *Server) candidateReply(rep *reply, req *openai.ChatRequest, rec *recording, k key, d Degrade) {
+// degraded at the candidate's rate. The answer is never the candidate's own, so it is
+// always marked simulated. The draw is keyed by the recording, not the request, so a
+// request that found it without its system messages (an in-context variant) degrades
+// exactly as the recorded conversation does.
+func (s *Server) candidateReply(rep *reply, req *openai.ChatRequest, rec *recording, d Degrade) {
 	a := rec.call.Answers[0]
 	rep.msg, rep.finish, rep.replayedModel = a.Message, a.FinishReason, a.Model
 	rep.usage = rec.usage(s, 0)
-	u, pick := degradeDraw(s.opts.Seed, req.Model, k)
+	rep.simulated = true
+	u, pick := degradeDraw(s.opts.Seed, req.Model, rec.key)
 	if u >= d.Rate {
 		return
 	}
 	rep.msg, rep.finish, rep.degraded = degrade(a.Message, req.Tools, d.Kinds, pick)
-	rep.simulated, rep.replayedModel = true, ""
 	rep.usage = makeUsage(rep.usage.PromptTokens, s.completionTokens(rep.msg))
 }
 
@@ -154,7 +168,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, rep *reply, cu
 		Model:   rep.model,
 		Choices: []openai.Choice{{Index: 0, Message: rep.msg, FinishReason: rep.finish}},
 		Usage:   &usage,
-		// Simulated marks invented answers only; replayed ones are real.
+		// Simulated marks what HeaderSimulated marks (see there).
 		Simulated: rep.simulated,
 	})
 	if err != nil {

@@ -16,8 +16,9 @@ import (
 // comparison of the candidate with the reference has a known true failure rate.
 type Degrade struct {
 	// Rate is the share (0..1) of calls whose answer is degraded. Which calls is a
-	// seeded hash of the seed, the model name and the conversation: the same for every
-	// run and independent between candidates.
+	// seeded hash of the seed, the model name and the recorded conversation: the same
+	// for every run, independent between candidates, and the same for a request that
+	// found its recording without its system messages (see MatchWithoutSystem).
 	Rate float64
 	// Kinds are the degradations to pick from, uniformly per call among those that
 	// apply to the answer (see the Degrade* constants). Empty means all of them. When

@@ -18,12 +18,26 @@ import (
 // are left out, so a client that renumbers ids still finds its recording.
 type key [sha256.Size]byte
 
+// isSystem reports whether role is a system prompt's: "system", or "developer",
+// which newer OpenAI models take in its place.
+func isSystem(role string) bool { return role == "system" || role == "developer" }
+
 // conversationKey returns the key of msgs.
-func conversationKey(msgs []openai.Message) key {
+func conversationKey(msgs []openai.Message) key { return hashMessages(msgs, false) }
+
+// withoutSystemKey returns the key of msgs without their system (and developer)
+// messages: the same for a conversation whose system prompt was changed, added or
+// removed.
+func withoutSystemKey(msgs []openai.Message) key { return hashMessages(msgs, true) }
+
+func hashMessages(msgs []openai.Message, skipSystem bool) key {
 	h := sha256.New()
 	var scratch bytes.Buffer
 	for i := range msgs {
 		m := &msgs[i]
+		if skipSystem && isSystem(m.Role) {
+			continue
+		}
 		writeField(h, m.Role)
 		writeField(h, strings.TrimSpace(m.Content.String()))
 		writeCount(h, len(m.ToolCalls))
@@ -59,23 +73,43 @@ func writeCount(h hash.Hash, n int) {
 	_, _ = h.Write(b[:binary.PutUvarint(b[:], uint64(n))])
 }
 
+// How a request found its recording (the values of HeaderReplayedMatch).
+const (
+	// MatchExact: the request's conversation is the recorded one.
+	MatchExact = "exact"
+	// MatchWithoutSystem: the conversations differ in their system (or developer)
+	// messages only, and no other recording has the request's other messages. The
+	// answer is the one recorded for the recording's system prompt.
+	MatchWithoutSystem = "without-system"
+)
+
 // index finds the recorded call of a conversation.
 type index struct {
-	calls      map[key]*recording
-	models     []string // every model that answered, in first-seen order
-	duplicates int
+	calls map[key]*recording
+	// withoutSystem finds a recording by withoutSystemKey. A nil value marks a key
+	// shared by recordings with different system prompts, which it does not answer.
+	withoutSystem map[key]*recording
+	models        []string // every model that answered, in first-seen order
+	duplicates    int
+	ambiguous     int // withoutSystem keys shared by more than one recording
 }
 
 // recording is one indexed call with its token counts, computed on first use.
 type recording struct {
-	call       *dataset.Call
+	call *dataset.Call
+	// key is the call's conversationKey, whichever way a request found it, so that a
+	// candidate's degradation draw is the same for both.
+	key        key
 	once       sync.Once
 	prompt     int
 	completion []int // per answer
 }
 
 func newIndex(calls []dataset.Call) *index {
-	ix := &index{calls: make(map[key]*recording, len(calls))}
+	ix := &index{
+		calls:         make(map[key]*recording, len(calls)),
+		withoutSystem: make(map[key]*recording, len(calls)),
+	}
 	seen := map[string]bool{}
 	for i := range calls {
 		c := &calls[i]
@@ -93,14 +127,32 @@ func newIndex(calls []dataset.Call) *index {
 			ix.duplicates++
 			continue
 		}
-		ix.calls[k] = &recording{call: c}
+		rec := &recording{call: c, key: k}
+		ix.calls[k] = rec
+		wk := withoutSystemKey(c.Request.Messages)
+		if other, shared := ix.withoutSystem[wk]; shared {
+			if other != nil {
+				ix.ambiguous++
+				ix.withoutSystem[wk] = nil
+			}
+			continue
+		}
+		ix.withoutSystem[wk] = rec
 	}
 	return ix
 }
 
-// lookup returns the recording of the conversation with key k, or nil.
-func (ix *index) lookup(k key) *recording {
-	return ix.calls[k]
+// lookup returns the recording of the conversation msgs and how it matched: by the
+// whole conversation, else by the conversation without its system messages when
+// exactly one recording has those. It returns nil when neither finds one.
+func (ix *index) lookup(msgs []openai.Message) (*recording, string) {
+	if rec := ix.calls[conversationKey(msgs)]; rec != nil {
+		return rec, MatchExact
+	}
+	if rec := ix.withoutSystem[withoutSystemKey(msgs)]; rec != nil {
+		return rec, MatchWithoutSystem
+	}
+	return nil, ""
 }
 
 // answer picks the answer for the resolved model: its own if it gave one, else the

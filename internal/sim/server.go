@@ -5,6 +5,21 @@
 // simulated. It models latency (time to first token, tokens per second) and injects
 // faults (errors, 429s, timeouts, resets, cut streams) at seeded rates.
 //
+// Candidate models (Options.Candidates) answer with the recorded reference answer,
+// spoilt on a seeded share of calls, so that an evaluation can be checked against a
+// known failure rate. A candidate's answer is never that model's own, so it is always
+// marked simulated, degraded or not; X-Downshift-Replayed-Model names the recorded
+// answer it was made from.
+//
+// A request whose conversation differs from a recording in its system (or developer)
+// messages only, as an evaluation's in-context variant does by appending worked
+// examples to the system prompt, is answered from that recording when no other
+// recording has the same other messages, and is marked simulated, with
+// X-Downshift-Replayed-Match: without-system. The simulator cannot model in-context
+// learning: the answer is the one recorded for the original prompt, and a candidate
+// degrades exactly the calls it degrades without the examples, so the in-context
+// variant neither improves nor worsens a candidate.
+//
 // It is not a model and not part of the gateway: nothing on the hot path imports it,
 // and its invented answers are placeholders, never data to train or judge on.
 package sim
@@ -45,14 +60,26 @@ const (
 	UnknownSynthetic Unknown = "synthetic"
 )
 
-// Response headers that say where an answer came from.
+// Response headers that say where an answer came from. The "simulated" field of the
+// response body (of every chunk, when streamed) is true on the answers
+// HeaderSimulated marks, injected faults aside.
 const (
-	// HeaderSimulated is "true" on every invented answer and injected fault.
+	// HeaderSimulated is "true" on invented answers, on every candidate's answer
+	// (degraded or not: it is never the candidate's own), on answers recorded for
+	// another system prompt (MatchWithoutSystem), and on injected faults.
 	HeaderSimulated = "X-Downshift-Simulated"
-	// HeaderReplayed is "true" on every recorded answer.
+	// HeaderReplayed is "true" on a real model's recorded answer to this very
+	// conversation (MatchExact), sent as recorded to a model that is not a candidate.
+	// HeaderReplayedModel says whose answer it is: a model with no recorded answer of
+	// its own gets the reference's (see Options.Models). It is never set together
+	// with HeaderSimulated, but on a cut fault.
 	HeaderReplayed = "X-Downshift-Replayed"
-	// HeaderReplayedModel names the model whose recorded answer was replayed.
+	// HeaderReplayedModel names the model whose recorded answer the reply is or, for
+	// a candidate, was made from. It is set whenever a recording answered.
 	HeaderReplayedModel = "X-Downshift-Replayed-Model"
+	// HeaderReplayedMatch says how the request found its recording: MatchExact or
+	// MatchWithoutSystem. It is set whenever HeaderReplayedModel is.
+	HeaderReplayedMatch = "X-Downshift-Replayed-Match"
 	// HeaderFault names the fault injected into this response.
 	HeaderFault = "X-Downshift-Fault"
 )
@@ -66,7 +93,9 @@ type Options struct {
 	// Mode is ModeReplay (default when empty) or ModeSynthetic.
 	Mode Mode
 	// Calls are the recorded calls replay mode answers from. A conversation recorded
-	// more than once is answered from its first recording.
+	// more than once is answered from its first recording. A conversation that
+	// differs from one recording in its system messages only is answered from it
+	// too (see MatchWithoutSystem).
 	Calls []dataset.Call
 	// Unknown is what replay mode does with an unrecorded conversation: UnknownError
 	// (default when empty) or UnknownSynthetic.
@@ -78,9 +107,9 @@ type Options struct {
 	Models map[string]string
 	// Candidates maps a requested model name to how it degrades the recorded
 	// reference answer (the call's first) in replay mode: a candidate model with a
-	// known true failure rate, to check an evaluation against. A name here is not
-	// looked up in Models. Unrecorded conversations and synthetic mode are answered
-	// as for any model.
+	// known true failure rate, to check an evaluation against. Every candidate answer
+	// is marked simulated, degraded or not. A name here is not looked up in Models.
+	// Unrecorded conversations and synthetic mode are answered as for any model.
 	Candidates map[string]Degrade
 	// Latency delays answers. The zero value adds no delay.
 	Latency Latency
@@ -104,7 +133,9 @@ type Options struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// Latency models how fast a simulated model answers.
+// Latency models how fast a simulated model answers. Latency{TTFT: d}, with no
+// speed and no jitter, makes every answer take d: a non-streamed one is sent after
+// d, a streamed one sends its first chunk after d and the rest at once.
 type Latency struct {
 	// TTFT is the time to the first token (for a non-streamed answer, added once).
 	TTFT time.Duration
@@ -203,6 +234,10 @@ func New(opts Options) (*Server, error) {
 	s.replay = newIndex(opts.Calls)
 	if s.replay.duplicates > 0 {
 		s.log.Debug("sim: conversations recorded more than once; answering from the first", "count", s.replay.duplicates)
+	}
+	if s.replay.ambiguous > 0 {
+		s.log.Debug("sim: recordings that differ in their system messages only; not answered without them",
+			"count", s.replay.ambiguous)
 	}
 	s.mux = http.NewServeMux()
 	s.mux.Handle("POST /v1/chat/completions", s.handle(s.chatCompletions))

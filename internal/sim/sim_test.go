@@ -165,7 +165,7 @@ func TestReplayReturnsRecordedTauAnswers(t *testing.T) {
 			t.Fatalf("%s: got %+v %s\nwant %+v %s", c.ID, got.Message, got.FinishReason, want.Message, want.FinishReason)
 		}
 		if resp.Header.Get(HeaderReplayed) != "true" || resp.Header.Get(HeaderSimulated) != "" ||
-			resp.Header.Get(HeaderReplayedModel) != dataset.ModelGPT4o {
+			resp.Header.Get(HeaderReplayedModel) != dataset.ModelGPT4o || resp.Header.Get(HeaderReplayedMatch) != MatchExact {
 			t.Fatalf("%s: headers %v", c.ID, resp.Header)
 		}
 		if bytes.Contains(raw, []byte(`"simulated"`)) || cc.Model != "gpt-4o" {
@@ -284,7 +284,8 @@ func TestUnknownConversation(t *testing.T) {
 		_, ts := start(t, Options{Calls: bundledCalls(t), Unknown: UnknownSynthetic})
 		resp := post(t, ts, "/v1/chat/completions", body)
 		cc, _ := decodeCompletion(t, resp)
-		if !cc.Simulated || resp.Header.Get(HeaderSimulated) != "true" || resp.Header.Get(HeaderReplayed) != "" {
+		if !cc.Simulated || resp.Header.Get(HeaderSimulated) != "true" || resp.Header.Get(HeaderReplayed) != "" ||
+			resp.Header.Get(HeaderReplayedModel) != "" || resp.Header.Get(HeaderReplayedMatch) != "" {
 			t.Fatalf("invented answer not marked: %+v %v", cc, resp.Header)
 		}
 		if !strings.HasPrefix(cc.Choices[0].Message.Content.String(), "[simulated answer]") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -241,4 +242,56 @@ func decodeJSON(t *testing.T, raw []byte, v any) {
 	if err := json.Unmarshal(raw, v); err != nil {
 		t.Fatalf("%s: %v", raw, err)
 	}
+}
+
+// TestFixedLatency checks the setting that makes every answer take the same time
+// (for throughput benchmarks): TTFT alone, or with a speed so high that decoding
+// adds nothing measurable.
+func TestFixedLatency(t *testing.T) {
+	const ttft = 20 * time.Millisecond
+	body := `{"model":"gpt-4o","messages":[{"role":"user","content":"weather in Paris and Oslo?"}]%s}`
+	for _, tc := range []struct {
+		name   string
+		tps    float64
+		stream bool
+		slack  time.Duration // what decoding may add at tps
+	}{
+		{"no decoding time", 0, false, 0},
+		{"no decoding time, streamed", 0, true, 0},
+		{"very fast decoding", 1e9, false, time.Microsecond},
+		{"very fast decoding, streamed", 1e9, true, time.Microsecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sl sleeps
+			_, ts := start(t, Options{Calls: []dataset.Call{parallelCall()},
+				Latency: Latency{TTFT: ttft, TokensPerSecond: tc.tps}, Sleep: sl.sleep})
+			extra := ""
+			if tc.stream {
+				extra = `,"stream":true`
+			}
+			resp := post(t, ts, "/v1/chat/completions", []byte(strings.Replace(body, "%s", extra, 1)))
+			if tc.stream {
+				if res := readStream(t, resp); !res.done {
+					t.Fatalf("no [DONE]: %v", res.err)
+				}
+			} else {
+				decodeCompletion(t, resp)
+			}
+			if got := sl.total(); got < ttft || got > ttft+tc.slack {
+				t.Errorf("the reply waited %v in all (%v), want %v", got, sl.d, ttft)
+			}
+		})
+	}
+	t.Run("real timer waits at least TTFT", func(t *testing.T) {
+		s, err := New(Options{Calls: []dataset.Call{parallelCall()}, Latency: Latency{TTFT: ttft}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		began := time.Now()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(strings.Replace(body, "%s", "", 1))))
+		if took := time.Since(began); rec.Code != http.StatusOK || took < ttft {
+			t.Errorf("status %d after %v, want 200 after at least %v", rec.Code, took, ttft)
+		}
+	})
 }
