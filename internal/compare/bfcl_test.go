@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,6 +25,9 @@ type bfclRow struct {
 	expected []ExpectedCall
 	required map[string][]string
 	truth    []openai.ToolCall // the ground truth as a candidate would send it
+	// rawTools are the question's functions as OpenAI tools with BFCL's parameter
+	// schemas verbatim; tools the same with the schemas made JSON Schema (bfclSchema).
+	rawTools, tools []openai.Tool
 }
 
 func bfclDir(t testing.TB) string {
@@ -56,10 +61,8 @@ func readBFCL(t testing.TB, dir, category string) []bfclRow {
 		var q struct {
 			ID       string `json:"id"`
 			Function []struct {
-				Name       string `json:"name"`
-				Parameters struct {
-					Required []string `json:"required"`
-				} `json:"parameters"`
+				Name       string          `json:"name"`
+				Parameters json.RawMessage `json:"parameters"`
 			} `json:"function"`
 		}
 		if err := json.Unmarshal(line, &q); err != nil {
@@ -70,10 +73,20 @@ func readBFCL(t testing.TB, dir, category string) []bfclRow {
 			t.Fatalf("%s: %v", q.ID, err)
 		}
 		req := map[string][]string{}
+		var raw, tools []openai.Tool
 		for _, f := range q.Function {
-			req[strings.ReplaceAll(f.Name, ".", "_")] = f.Parameters.Required
+			name := strings.ReplaceAll(f.Name, ".", "_")
+			var p struct {
+				Required []string `json:"required"`
+			}
+			if err := json.Unmarshal(f.Parameters, &p); err != nil {
+				t.Fatalf("%s: %v", q.ID, err)
+			}
+			req[name] = p.Required
+			raw = append(raw, openai.Tool{Type: "function", Function: openai.FunctionDecl{Name: name, Parameters: f.Parameters}})
+			tools = append(tools, openai.Tool{Type: "function", Function: openai.FunctionDecl{Name: name, Parameters: bfclSchema(t, f.Parameters)}})
 		}
-		rows = append(rows, bfclRow{id: q.ID, expected: exp, required: req, truth: truthCalls(t, exp, req)})
+		rows = append(rows, bfclRow{id: q.ID, expected: exp, required: req, truth: truthCalls(t, exp, req), rawTools: raw, tools: tools})
 	})
 	if len(rows) != len(answers) {
 		t.Fatalf("%s: %d questions, %d answers", category, len(rows), len(answers))
@@ -154,22 +167,130 @@ func resolve(v any) any {
 	return v
 }
 
+// bfclTypes maps the type names of BFCL's Python categories to JSON Schema's ("" means
+// no type constraint), as downshift's importer does (internal/dataset/bfcl.go): BFCL's
+// "dict", "float", "tuple" and "any" are not JSON Schema types, so the verbatim schemas
+// do not compile. BFCL's own OpenAI handler (GORILLA_TO_OPENAPI) maps the first three
+// alike and "any" to "string"; the importer leaves "any" untyped, and these are the
+// schemas downshift sends.
+var bfclTypes = map[string]string{
+	"dict": "object", "float": "number", "tuple": "array", "any": "",
+	"integer": "integer", "string": "string", "boolean": "boolean", "array": "array",
+	"number": "number", "object": "object",
+}
+
+// bfclSchema returns a BFCL parameter schema with its type names made JSON Schema's, at
+// every level a schema nests (properties, items, additionalProperties).
+func bfclSchema(t testing.TB, raw json.RawMessage) json.RawMessage {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		s, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		if typ, ok := s["type"].(string); ok {
+			js, known := bfclTypes[typ]
+			if !known {
+				t.Fatalf("BFCL type %q has no JSON Schema mapping", typ)
+			}
+			if js == "" {
+				delete(s, "type")
+			} else {
+				s["type"] = js
+			}
+		}
+		if props, ok := s["properties"].(map[string]any); ok {
+			for _, p := range props {
+				walk(p)
+			}
+		}
+		for _, k := range []string{"items", "additionalProperties"} {
+			if list, ok := s[k].([]any); ok {
+				for _, x := range list {
+					walk(x)
+				}
+			} else {
+				walk(s[k])
+			}
+		}
+	}
+	walk(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestBFCLSchemas compiles every function schema of the four categories: BFCL's
+// verbatim ones mostly fail (their type names are Python's), the mapped ones must all
+// compile, and every ground truth must validate against them.
+func TestBFCLSchemas(t *testing.T) {
+	dir := bfclDir(t)
+	schemas := NewSchemas(SchemasOptions{})
+	rawFailed, functions := 0, 0
+	var example error
+	for _, cat := range bfclCategories {
+		for _, r := range readBFCL(t, dir, cat) {
+			for i, tool := range r.rawTools {
+				functions++
+				if err := schemas.Validate(tool.Function.Parameters, map[string]any{}); errors.Is(err, ErrInvalidSchema) {
+					rawFailed++
+					example = err
+				}
+				if err := schemas.Validate(r.tools[i].Function.Parameters, map[string]any{}); errors.Is(err, ErrInvalidSchema) {
+					t.Errorf("%s: mapped schema of %s does not compile: %v", r.id, tool.Function.Name, err)
+				}
+			}
+		}
+	}
+	// Nearly all of BFCL's schemas are "type": "dict" at the top; a schema whose types
+	// are all JSON Schema's already compiles verbatim.
+	if rawFailed < functions*9/10 {
+		t.Errorf("%d of %d verbatim BFCL schemas failed to compile; expected nearly all (Python type names)", rawFailed, functions)
+	}
+	t.Logf("%d of %d verbatim BFCL function schemas do not compile (e.g. %v); all %d mapped ones do",
+		rawFailed, functions, example, functions)
+}
+
+// bfclSchemaInvalid are the rows whose ground truth contradicts the row's own function
+// schemas, with the number of such calls: parallel_multiple_21 gives linear_regression_fit
+// the strings "data['sales']" and "data['future_sales']" for x and y, declared arrays of
+// floats; parallel_multiple_94 sorts a list of fruit names with sort_list, whose
+// elements are declared integers. BFCL's AST checker does not type-check elements or
+// these strings, so BFCL accepts them; a schema does not.
+var bfclSchemaInvalid = map[string]int{"parallel_multiple_21": 1, "parallel_multiple_94": 1}
+
+// TestBFCLGroundTruthScoresFull scores every ground truth of the four categories as a
+// candidate: each must match in full, and validate against its functions' schemas
+// (BFCL's type names mapped to JSON Schema's, see bfclSchema) but for the calls listed
+// in bfclSchemaInvalid.
 func TestBFCLGroundTruthScoresFull(t *testing.T) {
 	dir := bfclDir(t)
+	schemas := NewSchemas(SchemasOptions{})
 	for _, cat := range bfclCategories {
 		t.Run(cat, func(t *testing.T) {
 			rows := readBFCL(t, dir, cat)
-			calls, pass := 0, 0
+			calls, pass, valid := 0, 0, 0
 			for _, r := range rows {
-				s := ToolCallsAgainst(r.expected, r.truth, Options{Required: r.required})
+				s := ToolCallsAgainst(r.expected, r.truth, Options{Required: r.required, Tools: r.tools, Schemas: schemas})
 				calls += s.Expected
 				if s.Pass && s.ExactArgs == 1 && s.NameAccuracy == 1 && s.LenientArgs == 1 {
 					pass++
 				} else {
 					t.Errorf("%s: ground truth scored %+v\ncandidate %v", r.id, s, r.truth)
 				}
+				if !s.SchemaChecked || s.SchemaValid != s.Candidate-bfclSchemaInvalid[r.id] || s.UnknownTool != 0 || s.SchemaError != "" {
+					t.Errorf("%s: ground truth schema check %+v, want %d of %d calls valid\ncandidate %v",
+						r.id, s, s.Candidate-bfclSchemaInvalid[r.id], s.Candidate, r.truth)
+				}
+				valid += s.SchemaValid
 			}
-			t.Logf("%s: %d/%d rows (%d calls) score 100%%", cat, pass, len(rows), calls)
+			t.Logf("%s: %d/%d rows (%d calls) score 100%%; %d calls schema-valid", cat, pass, len(rows), calls, valid)
 		})
 	}
 }
@@ -178,6 +299,7 @@ func TestBFCLGroundTruthScoresFull(t *testing.T) {
 // categories in one way at a time and checks each row's verdict.
 func TestBFCLPerturbationsScoreAsExpected(t *testing.T) {
 	dir := bfclDir(t)
+	schemas := NewSchemas(SchemasOptions{})
 	type perturb struct {
 		name string
 		// apply returns the perturbed calls, or nil when the row offers nothing to perturb.
@@ -185,15 +307,21 @@ func TestBFCLPerturbationsScoreAsExpected(t *testing.T) {
 		pass  bool
 		// matched is the expected Matched count given the row's number of calls.
 		matched func(n int) int
+		// lost is how many fewer calls are schema-valid than in the ground truth
+		// (schemaUnknown: not asserted); unknown is the expected UnknownTool.
+		lost, unknown int
 	}
 	same := func(n int) int { return n }
 	oneLess := func(n int) int { return n - 1 }
+	// A wrong value may or may not break the schema (an enum, a maximum), so its
+	// schema verdict is not asserted.
+	const schemaUnknown = math.MinInt
 	perturbs := []perturb{
 		{"wrong function", func(r bfclRow) []openai.ToolCall {
 			c := slices.Clone(r.truth)
 			c[0].Function.Name += "_x"
 			return c
-		}, false, oneLess},
+		}, false, oneLess, 1, 1},
 		{"missing required argument", func(r bfclRow) []openai.ToolCall {
 			return editArgs(t, r, func(name string, a map[string]any) bool {
 				for _, k := range r.required[name] {
@@ -204,7 +332,7 @@ func TestBFCLPerturbationsScoreAsExpected(t *testing.T) {
 				}
 				return false
 			})
-		}, false, oneLess},
+		}, false, oneLess, 1, 0},
 		{"wrong value", func(r bfclRow) []openai.ToolCall {
 			return editArgs(t, r, func(_ string, a map[string]any) bool {
 				for _, k := range sortedKeys(a) {
@@ -219,10 +347,10 @@ func TestBFCLPerturbationsScoreAsExpected(t *testing.T) {
 				}
 				return false
 			})
-		}, false, oneLess},
+		}, false, oneLess, schemaUnknown, 0},
 		{"extra call", func(r bfclRow) []openai.ToolCall {
 			return append(slices.Clone(r.truth), r.truth[0])
-		}, false, same},
+		}, false, same, -1, 0},
 		{"parallel calls reordered", func(r bfclRow) []openai.ToolCall {
 			if len(r.truth) < 2 {
 				return nil
@@ -230,7 +358,7 @@ func TestBFCLPerturbationsScoreAsExpected(t *testing.T) {
 			c := slices.Clone(r.truth)
 			slices.Reverse(c)
 			return c
-		}, true, same},
+		}, true, same, 0, 0},
 		{"whole numbers written as floats (5 as 5.0)", func(r bfclRow) []openai.ToolCall {
 			c := slices.Clone(r.truth)
 			changed := false
@@ -244,7 +372,7 @@ func TestBFCLPerturbationsScoreAsExpected(t *testing.T) {
 				return nil
 			}
 			return c
-		}, true, same},
+		}, true, same, 0, 0},
 		{"number given as string", func(r bfclRow) []openai.ToolCall {
 			return editArgs(t, r, func(_ string, a map[string]any) bool {
 				for _, k := range sortedKeys(a) {
@@ -255,7 +383,7 @@ func TestBFCLPerturbationsScoreAsExpected(t *testing.T) {
 				}
 				return false
 			})
-		}, false, oneLess},
+		}, false, oneLess, 1, 0},
 	}
 	var rows []bfclRow
 	for _, cat := range bfclCategories {
@@ -270,10 +398,18 @@ func TestBFCLPerturbationsScoreAsExpected(t *testing.T) {
 					continue
 				}
 				applied++
-				s := ToolCallsAgainst(r.expected, cand, Options{Required: r.required})
+				s := ToolCallsAgainst(r.expected, cand, Options{Required: r.required, Tools: r.tools, Schemas: schemas})
 				if s.Pass != p.pass || s.Matched != p.matched(len(r.expected)) {
 					t.Errorf("%s: got pass=%v matched=%d of %d, want pass=%v matched=%d\n%+v\n%v",
 						r.id, s.Pass, s.Matched, s.Expected, p.pass, p.matched(len(r.expected)), s, cand)
+				}
+				// Rows whose ground truth is itself schema-invalid are left out: the
+				// perturbed call may be the invalid one.
+				if _, known := bfclSchemaInvalid[r.id]; p.lost != schemaUnknown && !known {
+					if want := len(r.truth) - p.lost; s.SchemaValid != want || s.UnknownTool != p.unknown {
+						t.Errorf("%s: got %d schema-valid calls, %d unknown; want %d, %d\n%+v\n%v",
+							r.id, s.SchemaValid, s.UnknownTool, want, p.unknown, s, cand)
+					}
 				}
 			}
 			if applied == 0 {

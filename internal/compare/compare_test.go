@@ -210,7 +210,7 @@ func TestAnswerDispatchesOnReference(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := Answer(tc.ref, tc.cand, nil)
+			s := Answer(tc.ref, tc.cand, Request{})
 			if s.Kind != tc.kind || !near(s.Agreement, tc.agreement) {
 				t.Errorf("got kind=%s agreement=%v, want %s %v", s.Kind, s.Agreement, tc.kind, tc.agreement)
 			}

@@ -10,10 +10,16 @@ import (
 // field by field. Fields are the leaves of the flattened documents, named by path
 // ("a.b[0].c"); an empty object or array is a leaf of its own. A field matches when
 // both have the path and equal values (numbers by value, strings trimmed,
-// case-sensitive). Schema validity is not checked here.
+// case-sensitive). Schema validity is checked by Answer, not by JSON.
 type JSONScore struct {
 	// Valid is whether the candidate parses as JSON.
 	Valid bool
+	// SchemaChecked is whether the candidate was checked against response_format's
+	// json_schema (Answer with Request.Schemas set, a valid candidate, a schema given);
+	// SchemaValid is whether it validates. A schema that does not compile leaves
+	// SchemaValid false and says why in SchemaError.
+	SchemaChecked, SchemaValid bool
+	SchemaError                string `json:",omitempty"`
 	// Fields counts the reference's leaves, CandidateFields the candidate's, Matched the
 	// leaves both have with equal values.
 	Fields, CandidateFields, Matched int
@@ -25,9 +31,15 @@ type JSONScore struct {
 // JSON scores a candidate's JSON answer against the reference's. A reference that is
 // not valid JSON has no fields: only an identical (trimmed) candidate then scores 1.
 func JSON(reference, candidate string) JSONScore {
+	s, _ := jsonScore(reference, candidate)
+	return s
+}
+
+// jsonScore is JSON, also returning the parsed candidate (nil when it is not valid).
+func jsonScore(reference, candidate string) (JSONScore, any) {
 	var c any
 	if err := json.Unmarshal([]byte(candidate), &c); err != nil {
-		return JSONScore{}
+		return JSONScore{}, nil
 	}
 	s := JSONScore{Valid: true}
 	var r any
@@ -35,7 +47,7 @@ func JSON(reference, candidate string) JSONScore {
 		if strings.TrimSpace(reference) == strings.TrimSpace(candidate) {
 			s.Precision, s.Recall, s.F1 = 1, 1, 1
 		}
-		return s
+		return s, c
 	}
 	ref := map[string]any{}
 	flatten(r, "", func(path string, v any) { ref[path] = v })
@@ -47,7 +59,7 @@ func JSON(reference, candidate string) JSONScore {
 		}
 	})
 	s.Precision, s.Recall, s.F1 = prf(s.Matched, s.CandidateFields, s.Fields)
-	return s
+	return s, c
 }
 
 // flatten calls leaf for every leaf of v with its path.

@@ -36,8 +36,71 @@ type ToolScore struct {
 	// over max(Expected, Candidate), so extra calls cost as much as missing ones; all
 	// three are 1 when neither side called anything.
 	NameAccuracy, ExactArgs, LenientArgs float64
-	// Pass is BFCL's verdict: as many calls as expected, each matched leniently.
+	// Pass is BFCL's verdict: as many calls as expected, each matched leniently. It
+	// does not look at schemas; Score.Pass does.
 	Pass bool
+
+	// SchemaChecked is whether the candidate's calls were checked against the
+	// request's tools (Answer with Request.Schemas set); the three fields below are
+	// zero when it is false.
+	SchemaChecked bool
+	// SchemaValid counts candidate calls whose arguments are a JSON object that
+	// validates against the called tool's parameters schema (a tool without one
+	// accepts any object). A call to a tool whose schema does not compile is not valid.
+	SchemaValid int
+	// UnknownTool counts candidate calls to a function the request's tools do not
+	// declare; none of them is schema-valid.
+	UnknownTool int
+	// SchemaError says why a called tool's parameters schema did not compile (the
+	// first such tool); empty when every schema compiled. It tells a broken request
+	// from a broken answer.
+	SchemaError string `json:",omitempty"`
+}
+
+// SchemaOK reports whether every candidate call is schema-valid, or schemas were not
+// checked.
+func (s *ToolScore) SchemaOK() bool {
+	return !s.SchemaChecked || s.SchemaValid == s.Candidate
+}
+
+// checkSchemas fills the schema fields of s: args are the candidate calls' parsed
+// arguments, nil where they are not a JSON object.
+func checkSchemas(s *ToolScore, calls []openai.ToolCall, args []map[string]any, opts Options) {
+	if opts.Schemas == nil {
+		return
+	}
+	s.SchemaChecked = true
+	for j := range calls {
+		tool := findTool(opts.Tools, calls[j].Function.Name)
+		switch {
+		case tool == nil:
+			s.UnknownTool++
+			continue
+		case args[j] == nil:
+			continue
+		case len(tool.Parameters) == 0:
+			s.SchemaValid++
+			continue
+		}
+		err := opts.Schemas.Validate(tool.Parameters, args[j])
+		switch {
+		case err == nil:
+			s.SchemaValid++
+		case errors.Is(err, ErrInvalidSchema) && s.SchemaError == "":
+			s.SchemaError = fmt.Sprintf("tool %q: %v", tool.Name, err)
+		}
+	}
+}
+
+// findTool returns the declaration of the named function among tools, or nil. Tool
+// lists are short, so a scan beats building a map per scored answer.
+func findTool(tools []openai.Tool, name string) *openai.FunctionDecl {
+	for i := range tools {
+		if tools[i].Function.Name == name {
+			return &tools[i].Function
+		}
+	}
+	return nil
 }
 
 // ExpectedCall is one call of a ground truth that may allow several answers, in BFCL's
@@ -55,6 +118,12 @@ type Options struct {
 	// (see RequiredArgs). A required argument must be present even where the ground
 	// truth marks it optional with "". Nil: only the ground truth decides.
 	Required map[string][]string
+	// Tools are the request's tools, whose parameter schemas the candidate's calls are
+	// checked against when Schemas is set.
+	Tools []openai.Tool
+	// Schemas compiles and caches the tools' schemas; nil: no schema check
+	// (ToolScore.SchemaChecked false).
+	Schemas *Schemas
 }
 
 // RequiredArgs reads the required arguments of each tool's JSON schema, for
@@ -111,7 +180,9 @@ const (
 // both are parsed; a reference argument must be present in the candidate and the
 // candidate may add none, under either comparison. No reference calls means no call
 // was expected: any candidate call is extra and fails. opts.Required is not consulted:
-// a concrete reference already names every argument the call must carry.
+// a concrete reference already names every argument the call must carry. With
+// opts.Schemas set, each candidate call is also checked against its tool's parameters
+// schema in opts.Tools (the Schema fields of ToolScore).
 func ToolCalls(reference, candidate []openai.ToolCall, opts Options) ToolScore {
 	cand, invalid := parseCandidate(candidate)
 	ref := make([]map[string]any, len(reference))
@@ -119,7 +190,7 @@ func ToolCalls(reference, candidate []openai.ToolCall, opts Options) ToolScore {
 	for i, c := range reference {
 		ref[i], refOK[i] = parseArgs(c.Function.Arguments)
 	}
-	return score(len(reference), candidate, invalid, func(i, j int) uint8 {
+	s := score(len(reference), candidate, invalid, func(i, j int) uint8 {
 		if reference[i].Function.Name != candidate[j].Function.Name {
 			return levelNone
 		}
@@ -134,15 +205,19 @@ func ToolCalls(reference, candidate []openai.ToolCall, opts Options) ToolScore {
 		}
 		return levelName
 	})
+	checkSchemas(&s, candidate, cand, opts)
+	return s
 }
 
 // ToolCallsAgainst scores a candidate's tool calls against a ground truth that may
 // allow several answers per argument (BFCL's possible answers). Exact and lenient both
 // accept any allowed alternative; lenient also standardises strings as BFCL does. A
-// candidate argument the ground truth does not name fails the call, as in BFCL.
+// candidate argument the ground truth does not name fails the call, as in BFCL. With
+// opts.Schemas set, each candidate call is also checked against its tool's parameters
+// schema in opts.Tools, as in ToolCalls.
 func ToolCallsAgainst(expected []ExpectedCall, candidate []openai.ToolCall, opts Options) ToolScore {
 	cand, invalid := parseCandidate(candidate)
-	return score(len(expected), candidate, invalid, func(i, j int) uint8 {
+	s := score(len(expected), candidate, invalid, func(i, j int) uint8 {
 		e := &expected[i]
 		if e.Name != candidate[j].Function.Name {
 			return levelNone
@@ -159,6 +234,8 @@ func ToolCallsAgainst(expected []ExpectedCall, candidate []openai.ToolCall, opts
 		}
 		return levelName
 	})
+	checkSchemas(&s, candidate, cand, opts)
+	return s
 }
 
 func argsMatch(e *ExpectedCall, args map[string]any, required []string, m mode) bool {
