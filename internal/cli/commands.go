@@ -12,6 +12,7 @@ func commands() []*cobra.Command {
 		newSimCmd(),
 		newImportCmd(),
 		newAnalyzeCmd(),
+		newEvalCmd(),
 		newModelsCmd(),
 	}
 }

@@ -71,6 +71,10 @@ type Row struct {
 	// more than 5% of calls, or a cost no lower than the reference's. Empty when
 	// only its quality decides.
 	Note string `json:"note,omitempty"`
+	// MeasuredTPS is the candidate's throughput measured in the run (tokens per
+	// second, prompt and completion, at the run's concurrency), set when its price is
+	// per GPU-hour with no throughput configured: CostPer1K is derived from it.
+	MeasuredTPS float64 `json:"measured_tps,omitempty"`
 }
 
 // ReferenceRow is the reference model's own figures on the test calls, as recorded.
