@@ -278,3 +278,83 @@ func TestParseVerdict(t *testing.T) {
 		}
 	}
 }
+
+// TestJudgeDecidesTextVerdicts: where the reference answered text, the judge's verdict
+// replaces ROUGE-L's, and its grade and reasoning are kept; a failing judge leaves
+// compare's verdict and says why.
+func TestJudgeDecidesTextVerdicts(t *testing.T) {
+	// The candidate answers every call with the same short text.
+	cand := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Your flight is booked."},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":5,"total_tokens":10}}`)
+	}))
+	defer cand.Close()
+	var judged atomic.Int64
+	judge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		judged.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		req, err := openai.DecodeChatRequest(body)
+		if err != nil || len(req.Messages) != 2 || !strings.Contains(req.Messages[1].Content.String(), "Your flight is booked.") {
+			http.Error(w, "bad judge request", 400)
+			return
+		}
+		verdict := `{\"score\": 9, \"pass\": true, \"reasoning\": \"Same booking confirmed.\"}`
+		if strings.Contains(req.Messages[1].Content.String(), "cancelled") {
+			verdict = `{\"score\": 2, \"pass\": false, \"reasoning\": \"It says booked; the reference says cancelled.\"}`
+		}
+		if strings.Contains(req.Messages[1].Content.String(), "broken") {
+			http.Error(w, `{"error":{"message":"judge down"}}`, 503)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"j","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"%s"},"finish_reason":"stop"}]}`, verdict)
+	}))
+	defer judge.Close()
+
+	text := func(id, ref string) *Call {
+		req := &openai.ChatRequest{Model: "gpt-4o", Messages: []openai.Message{{Role: "user", Content: openai.TextContent("Book it")}}}
+		body, _ := json.Marshal(req)
+		c := &Call{ID: id, Req: req, Request: body, Answer: openai.Message{Role: "assistant", Content: openai.TextContent(ref)}}
+		c.Stratum = Stratum(&c.Answer)
+		return c
+	}
+	m := testModel(t, cand.URL)
+	jm := testModel(t, judge.URL)
+	jm.Name = "gpt-4o"
+	jobs := []Job{
+		{Candidate: m, Variant: VariantZeroShot, Call: text("same", "I have booked your flight for you, all done.")},
+		{Candidate: m, Variant: VariantZeroShot, Call: text("wrong", "Your flight is cancelled.")},
+		{Candidate: m, Variant: VariantZeroShot, Call: text("broken", "Your flight is booked. (broken)")},
+	}
+	var got []store.EvalResult
+	var mu sync.Mutex
+	r := &Runner{RunID: "run", Judge: &Judge{Model: jm}, Save: collect(&got, &mu)}
+	if _, err := r.Run(context.Background(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Verdict{}
+	pass := map[string]bool{}
+	for _, res := range got {
+		var v Verdict
+		if err := json.Unmarshal(res.Score, &v); err != nil {
+			t.Fatal(err)
+		}
+		by[res.CallID], pass[res.CallID] = v, res.Pass
+	}
+	// ROUGE-L alone fails "same" (few words in common) and passes "wrong".
+	if by["same"].Compare.Pass || !by["wrong"].Compare.Pass {
+		t.Fatalf("compare's verdicts: same %v, wrong %v; the test needs false, true", by["same"].Compare.Pass, by["wrong"].Compare.Pass)
+	}
+	if !pass["same"] || by["same"].Judge == nil || by["same"].Judge.Score != 9 || by["same"].Judge.Reasoning == "" {
+		t.Errorf("same: pass %v judge %+v", pass["same"], by["same"].Judge)
+	}
+	if pass["wrong"] || by["wrong"].Judge.Score != 2 {
+		t.Errorf("wrong: pass %v judge %+v", pass["wrong"], by["wrong"].Judge)
+	}
+	if by["broken"].Judge == nil || by["broken"].Judge.Error == "" || pass["broken"] != by["broken"].Compare.Pass {
+		t.Errorf("broken: pass %v judge %+v compare pass %v", pass["broken"], by["broken"].Judge, by["broken"].Compare.Pass)
+	}
+	if judged.Load() != 3 {
+		t.Errorf("judge asked %d times, want 3", judged.Load())
+	}
+}
