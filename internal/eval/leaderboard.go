@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/downshift-dev/downshift/internal/store"
+	"github.com/downshift-dev/downshift/internal/textfmt"
 )
 
 // DefaultThreshold is the share of the reference's quality a candidate's quality
@@ -282,7 +283,7 @@ func referenceRow(refs []Reference) ReferenceRow {
 func ineligible(row *Row, ref ReferenceRow) []string {
 	var why []string
 	if share := errorShare(row); share > maxErrorShare {
-		why = append(why, fmt.Sprintf("errors on %s of calls (over %s)", pct1(share), pctTrim(maxErrorShare)))
+		why = append(why, fmt.Sprintf("errors on %s of calls (over %s)", textfmt.Pct1(share), pctTrim(maxErrorShare)))
 	}
 	if ref.CostPer1K > 0 && row.CostPer1K >= ref.CostPer1K {
 		why = append(why, fmt.Sprintf("costs %s per 1,000 calls, not less than the reference's %s",

@@ -6,10 +6,10 @@ import (
 	"io"
 	"math"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
+
+	"github.com/downshift-dev/downshift/internal/textfmt"
 )
 
 // WriteJSON writes the leaderboard as indented JSON, with the field names documented
@@ -42,7 +42,7 @@ func WriteTable(w io.Writer, lb Leaderboard) error {
 	fmt.Fprintln(tw, head)
 	ref := lb.Reference
 	fmt.Fprintf(tw, "-\t%s\t(reference, recorded)\t%.2f\t-\t-\t%s\t%s\t%s\t-",
-		fitCell(orDash(ref.Model), 32), ref.Quality, latencies(ref.LatencyP50, ref.LatencyP95),
+		textfmt.Cell(orDash(ref.Model), 32), ref.Quality, latencies(ref.LatencyP50, ref.LatencyP95),
 		millis(ref.TTFTP50), refCost(ref))
 	if judged {
 		fmt.Fprint(tw, "\t-")
@@ -51,9 +51,9 @@ func WriteTable(w io.Writer, lb Leaderboard) error {
 	for i := range lb.Rows {
 		r := &lb.Rows[i]
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s",
-			i+1, fitCell(r.Candidate, 32), fitCell(r.Variant, 16),
+			i+1, textfmt.Cell(r.Candidate, 32), textfmt.Cell(r.Variant, 16),
 			fmt.Sprintf("%.2f [%.2f, %.2f]", r.Quality, r.QualityCI.Lo, r.QualityCI.Hi),
-			fmt.Sprintf("%s [%s, %s]", pct1(r.PassRate), pct1(r.PassCI.Lo), pct1(r.PassCI.Hi)),
+			fmt.Sprintf("%s [%s, %s]", textfmt.Pct1(r.PassRate), textfmt.Pct1(r.PassCI.Lo), textfmt.Pct1(r.PassCI.Hi)),
 			errorsText(r), latencies(r.LatencyP50, r.LatencyP95), millis(r.TTFTP50),
 			answeredCost(r), savingText(r, ref))
 		if judged {
@@ -106,9 +106,9 @@ func simulatedNote(lb Leaderboard) string {
 func workloadName(lb Leaderboard) string {
 	switch {
 	case lb.Workload != "" && lb.WorkloadID != "":
-		return fmt.Sprintf("%s (%s)", fitCell(lb.Workload, 48), lb.WorkloadID)
+		return fmt.Sprintf("%s (%s)", textfmt.Cell(lb.Workload, 48), lb.WorkloadID)
 	case lb.Workload != "":
-		return fitCell(lb.Workload, 48)
+		return textfmt.Cell(lb.Workload, 48)
 	case lb.WorkloadID != "":
 		return lb.WorkloadID
 	}
@@ -119,7 +119,7 @@ func errorsText(r *Row) string {
 	if r.Errors == 0 {
 		return "0"
 	}
-	return fmt.Sprintf("%d (%s)", r.Errors, pct1(errorShare(r)))
+	return fmt.Sprintf("%d (%s)", r.Errors, textfmt.Pct1(errorShare(r)))
 }
 
 // answeredCost is the cost per 1,000 calls, or "-" when no call was answered and so
@@ -137,7 +137,7 @@ func savingText(r *Row, ref ReferenceRow) string {
 	if ref.CostPer1K <= 0 || r.Answered == 0 {
 		return "-"
 	}
-	return pct1(r.Saving)
+	return textfmt.Pct1(r.Saving)
 }
 
 func judgeText(r *Row) string {
@@ -181,37 +181,18 @@ func usd(x float64) string {
 	case x == 0:
 		return "$0"
 	case x >= 1:
-		return sign + "$" + thousands(fmt.Sprintf("%.2f", x))
+		return sign + "$" + textfmt.Thousands(fmt.Sprintf("%.2f", x))
 	}
 	d := max(2, 1-int(math.Floor(math.Log10(x))))
 	return fmt.Sprintf("%s$%.*f", sign, d, x)
 }
-
-// thousands puts commas in the integer part of a formatted number.
-func thousands(s string) string {
-	whole, frac, _ := strings.Cut(s, ".")
-	var b strings.Builder
-	for i, r := range whole {
-		if i > 0 && (len(whole)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if frac != "" {
-		b.WriteString("." + frac)
-	}
-	return b.String()
-}
-
-// pct1 formats a share as a percentage with one decimal: "98.8%".
-func pct1(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
 
 // pctTrim formats a share as a percentage without trailing zeros: "95%", "97.5%".
 func pctTrim(x float64) string { return trimFloat(100*x, 2) + "%" }
 
 // signedPct formats a change as a signed percentage with a true minus: "−98.8%", "+4.0%".
 func signedPct(x float64) string {
-	s := pct1(math.Abs(x))
+	s := textfmt.Pct1(math.Abs(x))
 	if s == "0.0%" {
 		return s
 	}
@@ -260,19 +241,4 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// fitCell shortens s to n runes, marking the cut with an ellipsis, and keeps tabs and
-// newlines out of the table.
-func fitCell(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-1]) + "…"
 }

@@ -8,6 +8,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/downshift-dev/downshift/internal/textfmt"
 )
 
 //go:embed leaderboard.html.tmpl
@@ -137,7 +139,7 @@ func newBoardPage(lb Leaderboard) boardPage {
 		r := &lb.Rows[i]
 		br := boardRow{Rank: fmt.Sprint(i + 1), Candidate: r.Candidate, Variant: r.Variant,
 			Quality: fmt.Sprintf("%.2f [%.2f, %.2f]", r.Quality, r.QualityCI.Lo, r.QualityCI.Hi),
-			Pass:    fmt.Sprintf("%s [%s, %s]", pct1(r.PassRate), pct1(r.PassCI.Lo), pct1(r.PassCI.Hi)),
+			Pass:    fmt.Sprintf("%s [%s, %s]", textfmt.Pct1(r.PassRate), textfmt.Pct1(r.PassCI.Lo), textfmt.Pct1(r.PassCI.Hi)),
 			Errors:  errorsText(r), Latency: latencies(r.LatencyP50, r.LatencyP95), TTFT: millis(r.TTFTP50),
 			Cost: answeredCost(r), Saving: savingText(r, ref), Judge: judgeText(r), Note: r.Note,
 			Class: rowClass(lb, r)}
@@ -243,7 +245,7 @@ func newBoardChart(lb Leaderboard) boardChart {
 	ref := lb.Reference
 	refY := yOf(ref.Quality)
 	c.Points = append(c.Points, boardPoint{X: round1(xOf(ref.CostPer1K)), Y: refY, Lo: refY, Hi: refY,
-		Class: "reference", Tag: fitCell(orDash(ref.Model), 28) + " (reference)",
+		Class: "reference", Tag: textfmt.Cell(orDash(ref.Model), 28) + " (reference)",
 		Title: fmt.Sprintf("%s, the reference as recorded: quality %.2f, cost per 1,000 calls %s", orDash(ref.Model), ref.Quality, refCost(ref))})
 	for i := range lb.Rows {
 		r := &lb.Rows[i]
@@ -253,7 +255,7 @@ func newBoardChart(lb Leaderboard) boardChart {
 		}
 		c.Points = append(c.Points, boardPoint{
 			X: round1(xOf(r.CostPer1K)), Y: yOf(r.Quality), Lo: yOf(r.QualityCI.Lo), Hi: yOf(r.QualityCI.Hi),
-			Class: class, Tag: fitCell(rowName(r), 32),
+			Class: class, Tag: textfmt.Cell(rowName(r), 32),
 			Title: fmt.Sprintf("#%d %s: quality %.2f [%.2f, %.2f], %s per 1,000 calls, errors %s",
 				i+1, rowName(r), r.Quality, r.QualityCI.Lo, r.QualityCI.Hi, answeredCost(r), errorsText(r)),
 		})
@@ -307,7 +309,7 @@ func placeTags(pts []boardPoint, left, right float64) {
 // axisUSD labels a decade of dollars: $0.01, $0.1, $1, $10, $1,000.
 func axisUSD(exp int) string {
 	if exp >= 0 {
-		return "$" + thousands(fmt.Sprintf("%.0f", math.Pow10(exp)))
+		return "$" + textfmt.Thousands(fmt.Sprintf("%.0f", math.Pow10(exp)))
 	}
 	return "$" + strings.TrimRight(fmt.Sprintf("%.*f", -exp, math.Pow10(exp)), "0")
 }

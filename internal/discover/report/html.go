@@ -8,6 +8,8 @@ import (
 	"io"
 	"math"
 	"slices"
+
+	"github.com/downshift-dev/downshift/internal/textfmt"
 )
 
 //go:embed report.html.tmpl
@@ -141,12 +143,12 @@ func newPage(r *Report) page {
 	for i := range r.Workloads {
 		x := &r.Workloads[i]
 		rw := row{
-			ID: x.ID, Label: x.Label, Calls: fmt.Sprint(x.Calls), CallShare: pct1(x.CallShare),
-			Cost: money(x.CostUSD), CostShare: pct1(x.CostShare),
+			ID: x.ID, Label: x.Label, Calls: fmt.Sprint(x.Calls), CallShare: textfmt.Pct1(x.CallShare),
+			Cost: money(x.CostUSD), CostShare: textfmt.Pct1(x.CostShare),
 			P50: millis(x.LatencyP50MS), P95: millis(x.LatencyP95MS),
 			ToolCall: pct(x.Outputs.ToolCall), JSON: pct(x.Outputs.JSON), Text: pct(x.Outputs.Text),
 			Tools: fmt.Sprint(len(x.Tools)), Diversity: fmt.Sprintf("%.2f", x.PromptDiversity),
-			Answer: fmt.Sprintf("%.0f", x.MeanCompletionTokens), Errors: pct1(x.ErrorRate),
+			Answer: fmt.Sprintf("%.0f", x.MeanCompletionTokens), Errors: textfmt.Pct1(x.ErrorRate),
 			Readiness: fmt.Sprint(x.Readiness), Band: band(x.Readiness, r.ReadyThreshold),
 			Saves: money(x.Savings.MonthlyUSD), Candidate: x.Savings.Candidate, Note: x.Savings.Note,
 			Representative: x.Representative, Reasons: x.Reasons,
@@ -181,7 +183,7 @@ func newBarChart(r *Report) barChart {
 	for i := range r.Workloads {
 		x := &r.Workloads[i]
 		if i < maxBars-1 || len(r.Workloads) == maxBars {
-			items = append(items, item{clip(x.Label, 36), x.CostShare, x.CostUSD, band(x.Readiness, r.ReadyThreshold)})
+			items = append(items, item{textfmt.Cell(x.Label, 36), x.CostShare, x.CostUSD, band(x.Readiness, r.ReadyThreshold)})
 			continue
 		}
 		if i == maxBars-1 {
@@ -207,8 +209,8 @@ func newBarChart(r *Report) barChart {
 		wd := int(math.Round(float64(plotW) * it.share / top))
 		c.Bars = append(c.Bars, bar{
 			Y: y + 4, TextY: y + barRowH/2 + 5, Width: wd, ValueX: barLabelW + wd + 6,
-			Label: it.label, Value: pct1(it.share), Band: it.band,
-			Title: fmt.Sprintf("%s: %s of cost (%s)", it.label, pct1(it.share), money(it.cost)),
+			Label: it.label, Value: textfmt.Pct1(it.share), Band: it.band,
+			Title: fmt.Sprintf("%s: %s of cost (%s)", it.label, textfmt.Pct1(it.share), money(it.cost)),
 		})
 	}
 	c.AxisY = barTop + len(items)*barRowH + 4
@@ -264,8 +266,8 @@ func newScatter(r *Report) scatter {
 		pt := point{X: round1(xOf(float64(x.Readiness))), Y: round1(yOf(x.Savings.CurrentMonthlyUSD)),
 			R: round1(4 + 14*math.Sqrt(x.CallShare)), Band: band(x.Readiness, r.ReadyThreshold),
 			Title: fmt.Sprintf("%s: readiness %d, %s a month, %s of calls", x.Label, x.Readiness,
-				money(x.Savings.CurrentMonthlyUSD), pct1(x.CallShare)),
-			Tag: clip(x.Label, 28), ShowTag: tagged[i]}
+				money(x.Savings.CurrentMonthlyUSD), textfmt.Pct1(x.CallShare)),
+			Tag: textfmt.Cell(x.Label, 28), ShowTag: tagged[i]}
 		pt.TagY = pt.Y + 4
 		pt.TagX = pt.X + pt.R + 4
 		if pt.X > float64(s.Left)+0.7*float64(s.PlotW) {
@@ -315,5 +317,5 @@ func axisMoney(v, step float64) string {
 	if d > 0 {
 		d = max(d, 2) // cents, when there are fractions at all
 	}
-	return "$" + thousands(fmt.Sprintf("%.*f", d, v))
+	return "$" + textfmt.Thousands(fmt.Sprintf("%.*f", d, v))
 }

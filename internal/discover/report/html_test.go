@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/downshift-dev/downshift/internal/textfmt"
 )
 
 // node is an element of the page, as encoding/xml reads it: the page is written to be
@@ -129,8 +131,8 @@ func TestHTMLReportStructureAndFigures(t *testing.T) {
 		if want := w0 * w.CostShare / r.Workloads[0].CostShare; math.Abs(width-want) > 1 {
 			t.Errorf("bar %d (%s) is %v wide, want %.1f for share %v", i, w.ID, width, want, w.CostShare)
 		}
-		if g := groups[i].Text; !strings.Contains(g, clip(w.Label, 36)) || !strings.Contains(g, pct1(w.CostShare)) {
-			t.Errorf("bar %d text %q lacks the label %q or share %s", i, g, w.Label, pct1(w.CostShare))
+		if g := groups[i].Text; !strings.Contains(g, textfmt.Cell(w.Label, 36)) || !strings.Contains(g, textfmt.Pct1(w.CostShare)) {
+			t.Errorf("bar %d text %q lacks the label %q or share %s", i, g, w.Label, textfmt.Pct1(w.CostShare))
 		}
 		if got, want := bars[i].Attr["class"], band(w.Readiness, ReadyThreshold); got != want {
 			t.Errorf("bar %d (readiness %d) has class %q, want %q", i, w.Readiness, got, want)
@@ -186,7 +188,7 @@ func TestHTMLReportStructureAndFigures(t *testing.T) {
 	}
 	for i, w := range r.Workloads {
 		text := rows[i].Text
-		for _, want := range []string{w.Label, w.ID, fmt.Sprint(w.Calls), money(w.CostUSD), pct1(w.CostShare),
+		for _, want := range []string{w.Label, w.ID, fmt.Sprint(w.Calls), money(w.CostUSD), textfmt.Pct1(w.CostShare),
 			fmt.Sprint(w.Readiness), millis(w.LatencyP95MS), money(w.Savings.MonthlyUSD), w.Savings.Candidate} {
 			if !strings.Contains(text, want) {
 				t.Errorf("row %d (%s) lacks %q: %q", i, w.ID, want, text)

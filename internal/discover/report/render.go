@@ -7,7 +7,8 @@ import (
 	"math"
 	"strings"
 	"text/tabwriter"
-	"unicode/utf8"
+
+	"github.com/downshift-dev/downshift/internal/textfmt"
 )
 
 // WriteJSON writes the report as indented JSON, with the field names documented on
@@ -45,9 +46,9 @@ func WriteTable(w io.Writer, r *Report) error {
 			saves, cand = "-", "none"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.2f\t%.0f\t%s\t%d\t%s\t%s\n",
-			clip(x.ID, 24), clip(x.Label, 32), x.Calls, pct1(x.CallShare), money(x.CostUSD), pct1(x.CostShare),
+			textfmt.Cell(x.ID, 24), textfmt.Cell(x.Label, 32), x.Calls, textfmt.Pct1(x.CallShare), money(x.CostUSD), textfmt.Pct1(x.CostShare),
 			millis(x.LatencyP50MS), millis(x.LatencyP95MS), mix(x.Outputs), len(x.Tools),
-			x.PromptDiversity, x.MeanCompletionTokens, pct1(x.ErrorRate), x.Readiness, saves, cand)
+			x.PromptDiversity, x.MeanCompletionTokens, textfmt.Pct1(x.ErrorRate), x.Readiness, saves, cand)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -56,7 +57,7 @@ func WriteTable(w io.Writer, r *Report) error {
 	fmt.Fprintln(w, "\nreadiness, and why:")
 	for i := range r.Workloads {
 		x := &r.Workloads[i]
-		fmt.Fprintf(w, "  %s %s: %d\n", x.ID, clip(x.Label, 48), x.Readiness)
+		fmt.Fprintf(w, "  %s %s: %d\n", x.ID, textfmt.Cell(x.Label, 48), x.Readiness)
 		for _, reason := range x.Reasons {
 			fmt.Fprintf(w, "    %s\n", reason)
 		}
@@ -84,26 +85,8 @@ func money(x float64) string {
 	if x < 1 && x != 0 {
 		return fmt.Sprintf("%s$%.4f", sign, x)
 	}
-	return sign + "$" + thousands(fmt.Sprintf("%.2f", x))
+	return sign + "$" + textfmt.Thousands(fmt.Sprintf("%.2f", x))
 }
-
-// thousands puts commas in the integer part of a formatted number.
-func thousands(s string) string {
-	whole, frac, _ := strings.Cut(s, ".")
-	var b strings.Builder
-	for i, r := range whole {
-		if i > 0 && (len(whole)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if frac != "" {
-		b.WriteString("." + frac)
-	}
-	return b.String()
-}
-
-func pct1(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
 
 // millis formats a latency in milliseconds: "850ms", "1.25s".
 func millis(ms float64) string {
@@ -132,21 +115,6 @@ func days(d float64) string {
 		return "1 day"
 	}
 	return s + " days"
-}
-
-// clip shortens s to n runes, marking the cut with an ellipsis, and keeps tabs and
-// newlines out of the table.
-func clip(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r == '\t' || r == '\n' || r == '\r' {
-			return ' '
-		}
-		return r
-	}, s)
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-1]) + "…"
 }
 
 // niceCeil rounds x up to 1, 2 or 5 times a power of ten, for chart axes.
