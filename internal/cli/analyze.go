@@ -168,9 +168,11 @@ func analyze(ctx context.Context, st store.Store, kr *seal.Keyring, f store.Filt
 func configCandidates(cfg config.Config) []report.Candidate {
 	var out []report.Candidate
 	for _, m := range cfg.Models {
-		if m.Role == config.RoleCandidate {
-			out = append(out, report.Candidate{Name: m.Name, InputPerMTok: m.Price.InputPerMTok,
-				OutputPerMTok: m.Price.OutputPerMTok, CachedInputPerMTok: m.Price.CachedInputPerMTok})
+		if m.Role != config.RoleCandidate {
+			continue
+		}
+		if c, ok := report.PricedCandidate(m.Name, m.Price); ok {
+			out = append(out, c)
 		}
 	}
 	return out

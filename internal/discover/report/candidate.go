@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/downshift-dev/downshift/internal/backend"
+	"github.com/downshift-dev/downshift/internal/config"
 )
 
 // Candidate is a small model the savings are priced at, in US dollars per million
@@ -25,10 +26,23 @@ func Candidates(models []*backend.Model) []Candidate {
 		if m.Role != backend.RoleCandidate {
 			continue
 		}
-		out = append(out, Candidate{Name: m.Name, InputPerMTok: m.Price.InputPerMTok,
-			OutputPerMTok: m.Price.OutputPerMTok, CachedInputPerMTok: m.Price.CachedInputPerMTok})
+		if c, ok := PricedCandidate(m.Name, m.Price); ok {
+			out = append(out, c)
+		}
 	}
 	return out
+}
+
+// PricedCandidate is the candidate called name at price, with per-token prices derived
+// from a per-GPU-hour price where that is how it is priced (config.Price.PerToken). It
+// reports false when the price is not known yet (per GPU-hour, throughput not
+// measured): such a model cannot be costed, so it is left out of savings.
+func PricedCandidate(name string, price config.Price) (Candidate, bool) {
+	in, out, cached, ok := price.PerToken()
+	if !ok {
+		return Candidate{}, false
+	}
+	return Candidate{Name: name, InputPerMTok: in, OutputPerMTok: out, CachedInputPerMTok: cached}, true
 }
 
 // Cost prices token counts the way backend.Model.Cost does: cached prompt tokens are

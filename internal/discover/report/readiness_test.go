@@ -1,9 +1,12 @@
 package report
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/downshift-dev/downshift/internal/config"
 )
 
 // The scores of these hand-built workloads are pinned: a change to a weight or a
@@ -118,5 +121,20 @@ func TestFixtureReadinessOrder(t *testing.T) {
 	if book.Readiness < ReadyThreshold || chat.Readiness >= ReadyThreshold || book.Readiness <= byID(t, r, "w-extract").Readiness {
 		t.Errorf("readiness book %d, extract %d, chat %d: want book ready and first, chat not ready",
 			book.Readiness, byID(t, r, "w-extract").Readiness, chat.Readiness)
+	}
+}
+
+func TestPricedCandidate(t *testing.T) {
+	c, ok := PricedCandidate("a", config.Price{InputPerMTok: 0.02, OutputPerMTok: 0.05})
+	if !ok || c.InputPerMTok != 0.02 || c.OutputPerMTok != 0.05 || c.CachedInputPerMTok != 0.02 {
+		t.Errorf("per token: %+v %v", c, ok)
+	}
+	// $3.60 an hour at 1,000 tokens/s: $0.001 a second, $1 per million tokens.
+	c, ok = PricedCandidate("b", config.Price{GPUHourUSD: 3.6, ThroughputTPS: 1000})
+	if !ok || math.Abs(c.InputPerMTok-1) > 1e-12 || math.Abs(c.OutputPerMTok-1) > 1e-12 {
+		t.Errorf("per GPU-hour: %+v %v", c, ok)
+	}
+	if _, ok := PricedCandidate("c", config.Price{GPUHourUSD: 3.6}); ok {
+		t.Error("a GPU-hour price without a throughput was priced")
 	}
 }
