@@ -148,6 +148,7 @@ type Store interface {
 	WorkloadStore // the workloads discovery found, and which one each call is in
 	ModelStore    // the models added to the catalog at run time
 	EvalStore     // eval sets, evaluation runs and their scored results
+	TuneJobStore  // fine-tuning jobs, their state and logs
 
 	// InsertCalls writes calls in one transaction: all or none. A call without an ID, or
 	// with an ID already stored, fails the whole batch.
