@@ -107,3 +107,29 @@ func TestBackendAPIKeyDefaultsToProcessEnvironment(t *testing.T) {
 		t.Errorf("APIKey(nil) = %q, %v", got, err)
 	}
 }
+
+func TestTrainerAPIKeyNamesTheTrainerNotTheKey(t *testing.T) {
+	const secret = "sk-proj-trainer123"
+	key := filepath.Join(t.TempDir(), "key")
+	writeFile(t, key, secret+"\n")
+	env := map[string]string{"FT_KEY": secret, "FT_BAD": "sk-proj trainer123"}
+	getenv := func(name string) string { return env[name] }
+
+	if got, err := (Trainer{Name: "ft", APIKeyEnv: "FT_KEY"}).APIKey(getenv); err != nil || got != secret {
+		t.Errorf("env: APIKey = %q, %v; want the key", got, err)
+	}
+	if got, err := (Trainer{Name: "ft", APIKeyFile: key}).APIKey(getenv); err != nil || got != secret {
+		t.Errorf("file: APIKey = %q, %v; want the key", got, err)
+	}
+	if got, err := (Trainer{Name: "gpu", Kind: TrainerPEFT}).APIKey(getenv); err != nil || got != "" {
+		t.Errorf("no key configured: APIKey = %q, %v; want none", got, err)
+	}
+	_, err := Trainer{Name: "ft", APIKeyEnv: "FT_MISSING"}.APIKey(getenv)
+	if !errors.Is(err, ErrNoAPIKey) || !strings.Contains(err.Error(), `trainer "ft": environment variable FT_MISSING`) {
+		t.Errorf("missing: err = %v, want ErrNoAPIKey naming the trainer and the variable", err)
+	}
+	_, err = Trainer{Name: "ft", APIKeyEnv: "FT_BAD"}.APIKey(getenv)
+	if err == nil || strings.Contains(err.Error(), "trainer123") {
+		t.Errorf("malformed: err = %v, want an error that does not quote the key", err)
+	}
+}

@@ -39,6 +39,128 @@ type Config struct {
 	// Aliases map a model name a client asks for (gpt-4o) to a configured model's Name.
 	// An alias may not shadow a model's name.
 	Aliases map[string]string `koanf:"aliases"`
+	// Tune configures fine-tuning: the trainers `downshift tune` can hand a job to.
+	Tune Tune `koanf:"tune"`
+}
+
+// Tune configures fine-tuning.
+type Tune struct {
+	// Trainers are the places a fine-tuning job can run, each named once.
+	Trainers []Trainer `koanf:"trainers"`
+}
+
+// Trainer is one place a fine-tuning job can run: the bundled PEFT script on this host,
+// a NeMo Customizer service, or an OpenAI-compatible fine-tuning API.
+//
+// Zero values mean the documented default; which keys apply depends on Kind, and
+// Validate refuses a key the kind does not use, so that a setting never silently does
+// nothing.
+type Trainer struct {
+	// Name identifies the trainer in `downshift tune --trainer NAME`; unique.
+	Name string `koanf:"name"`
+	// Kind is TrainerPEFT, TrainerNeMo or TrainerOpenAIFT.
+	Kind string `koanf:"kind"`
+	// BaseURL is the service's base URL (nemo, openai-ft): for openai-ft the URL with
+	// the version path (https://api.openai.com/v1); for nemo the NeMo Customizer's root
+	// (http://nemo.example.com), under which /v1/customization/jobs lives.
+	BaseURL string `koanf:"base_url"`
+	// APIKeyEnv names an environment variable that holds the service's API key (nemo,
+	// openai-ft), sent as a bearer token.
+	APIKeyEnv string `koanf:"api_key_env"`
+	// APIKeyFile names a file that holds the API key. At most one of APIKeyEnv and
+	// APIKeyFile is set; with neither, no key is sent.
+	APIKeyFile string `koanf:"api_key_file"`
+	// Python is the interpreter that runs the PEFT script (peft). Default python3.
+	Python string `koanf:"python"`
+	// Script is the PEFT training script (peft). Default trainers/peft/train.py.
+	Script string `koanf:"script"`
+	// PollInterval is how often a running job's status is asked for. Default 2s for
+	// peft (a local process), 30s for the remote services.
+	PollInterval time.Duration `koanf:"poll_interval"`
+	// Hyperparameters are the defaults for this trainer's jobs; `downshift tune` may
+	// override them per job.
+	Hyperparameters Hyperparameters `koanf:"hyperparameters"`
+	// NeMo holds the settings only a NeMo Customizer trainer has.
+	NeMo NeMoTrainer `koanf:"nemo"`
+}
+
+// Hyperparameters of a LoRA fine-tuning job. Zero means the trainer's default: for
+// peft and nemo, DefaultHyperparameters' value; for openai-ft, the service's own
+// choice ("auto").
+type Hyperparameters struct {
+	// Rank is the LoRA rank r (peft; nemo's adapter_dim). Default 16.
+	Rank int `koanf:"rank"`
+	// Alpha is the LoRA scaling alpha (peft, nemo). Default 32.
+	Alpha int `koanf:"alpha"`
+	// Dropout is the LoRA dropout, in [0, 1) (peft, nemo). Default 0, none.
+	Dropout float64 `koanf:"dropout"`
+	// Epochs is the number of passes over the training data. Default 3.
+	Epochs int `koanf:"epochs"`
+	// LearningRate is the optimiser's peak learning rate (peft, nemo). Default 2e-4.
+	LearningRate float64 `koanf:"learning_rate"`
+	// LearningRateMultiplier scales the service's learning rate (openai-ft only, whose
+	// API takes no absolute rate).
+	LearningRateMultiplier float64 `koanf:"learning_rate_multiplier"`
+	// BatchSize is the number of examples per optimiser step. Default 8.
+	BatchSize int `koanf:"batch_size"`
+	// MaxLength is the longest example in tokens; longer ones are truncated (peft).
+	// Default 2048.
+	MaxLength int `koanf:"max_length"`
+}
+
+// DefaultHyperparameters returns what a peft or nemo job trains with where neither the
+// configuration nor the command says otherwise.
+func DefaultHyperparameters() Hyperparameters {
+	return Hyperparameters{Rank: 16, Alpha: 32, Epochs: 3, LearningRate: 2e-4, BatchSize: 8, MaxLength: 2048}
+}
+
+// Or returns h with every zero field taken from d.
+func (h Hyperparameters) Or(d Hyperparameters) Hyperparameters {
+	return Hyperparameters{
+		Rank:                   orDefault(h.Rank, d.Rank),
+		Alpha:                  orDefault(h.Alpha, d.Alpha),
+		Dropout:                orDefault(h.Dropout, d.Dropout),
+		Epochs:                 orDefault(h.Epochs, d.Epochs),
+		LearningRate:           orDefault(h.LearningRate, d.LearningRate),
+		LearningRateMultiplier: orDefault(h.LearningRateMultiplier, d.LearningRateMultiplier),
+		BatchSize:              orDefault(h.BatchSize, d.BatchSize),
+		MaxLength:              orDefault(h.MaxLength, d.MaxLength),
+	}
+}
+
+func orDefault[T int | float64](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// NeMoTrainer holds what a NeMo Customizer trainer needs besides its URL: where the
+// training data is uploaded (NeMo Data Store) and registered (NeMo Entity Store).
+type NeMoTrainer struct {
+	// Namespace holds the uploaded datasets and the output adapters. Default "default".
+	Namespace string `koanf:"namespace"`
+	// DataStoreURL is the NeMo Data Store's root. Default: the trainer's base_url.
+	DataStoreURL string `koanf:"datastore_url"`
+	// EntityStoreURL is the NeMo Entity Store's root. Default: the trainer's base_url.
+	EntityStoreURL string `koanf:"entity_store_url"`
+}
+
+// Trainer kinds.
+const (
+	TrainerPEFT     = "peft"      // trainers/peft/train.py as a subprocess on this host
+	TrainerNeMo     = "nemo"      // NVIDIA NeMo Customizer
+	TrainerOpenAIFT = "openai-ft" // an OpenAI-compatible fine-tuning API
+)
+
+// TrainerByName returns the trainer called name.
+func (c Config) TrainerByName(name string) (Trainer, bool) {
+	for _, t := range c.Tune.Trainers {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Trainer{}, false
 }
 
 // Privacy controls redaction and encryption of recorded payloads. Both happen in the

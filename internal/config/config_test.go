@@ -136,6 +136,25 @@ func TestFullConfigDecodesEveryValue(t *testing.T) {
 			"gpt-4o":       "meta/llama-3.3-70b-instruct",
 			"gpt-4.1-mini": "meta/llama-3.1-8b-instruct",
 		},
+		Tune: Tune{Trainers: []Trainer{
+			{
+				Name: "gpu-box", Kind: "peft", Python: "/opt/venv/bin/python",
+				Script: "/opt/downshift/trainers/peft/train.py", PollInterval: 5 * time.Second,
+				Hyperparameters: Hyperparameters{Rank: 8, Alpha: 16, Dropout: 0.1, Epochs: 2,
+					LearningRate: 0.0001, BatchSize: 4, MaxLength: 4096},
+			},
+			{
+				Name: "openai", Kind: "openai-ft", BaseURL: "https://api.openai.com/v1", APIKeyEnv: "OPENAI_API_KEY",
+				Hyperparameters: Hyperparameters{Epochs: 4, BatchSize: 16, LearningRateMultiplier: 1.8},
+			},
+			{
+				Name: "nemo", Kind: "nemo", BaseURL: "http://nemo.internal:8080", APIKeyFile: "/run/secrets/nemo.key",
+				PollInterval:    time.Minute,
+				Hyperparameters: Hyperparameters{Rank: 32, Alpha: 64, Epochs: 5, LearningRate: 0.0001, BatchSize: 16},
+				NeMo: NeMoTrainer{Namespace: "downshift", DataStoreURL: "http://datastore.internal:3000",
+					EntityStoreURL: "http://entity-store.internal:8000"},
+			},
+		}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
@@ -385,5 +404,28 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestHyperparametersOrFillsOnlyZeros(t *testing.T) {
+	set := Hyperparameters{Rank: 4, Dropout: 0.1, LearningRateMultiplier: 2}
+	got := set.Or(DefaultHyperparameters())
+	want := Hyperparameters{Rank: 4, Alpha: 32, Dropout: 0.1, Epochs: 3, LearningRate: 2e-4,
+		LearningRateMultiplier: 2, BatchSize: 8, MaxLength: 2048}
+	if got != want {
+		t.Errorf("Or = %+v\nwant %+v", got, want)
+	}
+	if got := (Hyperparameters{}).Or(Hyperparameters{}); got != (Hyperparameters{}) {
+		t.Errorf("zero Or zero = %+v, want zero", got)
+	}
+}
+
+func TestTrainerByName(t *testing.T) {
+	c := Config{Tune: Tune{Trainers: []Trainer{{Name: "a", Kind: TrainerPEFT}, {Name: "b", Kind: TrainerNeMo}}}}
+	if tr, ok := c.TrainerByName("b"); !ok || tr.Kind != TrainerNeMo {
+		t.Errorf("TrainerByName(b) = %+v, %t", tr, ok)
+	}
+	if _, ok := c.TrainerByName("c"); ok {
+		t.Error("TrainerByName(c) found a trainer")
 	}
 }

@@ -25,6 +25,7 @@ func (c Config) Validate() error {
 	v.aliases(c)
 	v.privacy(c.Privacy)
 	v.auth(c.Auth)
+	v.tune(c.Tune)
 	return errors.Join(v.errs...)
 }
 
@@ -141,20 +142,8 @@ func (v *validator) backends(bs []Backend) {
 		default:
 			seen[b.Name] = i
 		}
-		if strings.Contains(b.URL, "@") {
-			// Not quoted back: user:password@ is a credential.
-			v.add(key+".url", "must not contain credentials; use api_key_env or api_key_file")
-		} else if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.add(key+".url", "must be an absolute http(s) URL, not %q", b.URL)
-		} else if u.Fragment != "" {
-			v.add(key+".url", "must not have a #fragment")
-		}
-		if b.APIKeyEnv != "" && b.APIKeyFile != "" {
-			v.add(key+".api_key_file", "set api_key_env or api_key_file, not both")
-		}
-		if b.APIKeyEnv != "" && !validEnvName(b.APIKeyEnv) {
-			v.add(key+".api_key_env", "%q is not an environment variable name", b.APIKeyEnv)
-		}
+		v.httpURL(key+".url", b.URL)
+		v.keySource(key, b.APIKeyEnv, b.APIKeyFile)
 		for _, name := range sortedKeys(b.Headers) {
 			hkey := fmt.Sprintf("%s.headers[%q]", key, name)
 			switch {
@@ -169,6 +158,28 @@ func (v *validator) backends(bs []Backend) {
 		v.notNegative(key+".connect_timeout", float64(b.ConnectTimeout))
 		v.notNegative(key+".response_timeout", float64(b.ResponseTimeout))
 		v.notNegative(key+".max_idle_conns", float64(b.MaxIdleConns))
+	}
+}
+
+// httpURL refuses what is not an absolute http(s) URL without credentials or fragment.
+func (v *validator) httpURL(key, raw string) {
+	if strings.Contains(raw, "@") {
+		// Not quoted back: user:password@ is a credential.
+		v.add(key, "must not contain credentials; use api_key_env or api_key_file")
+	} else if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.add(key, "must be an absolute http(s) URL, not %q", raw)
+	} else if u.Fragment != "" {
+		v.add(key, "must not have a #fragment")
+	}
+}
+
+// keySource checks the api_key_env and api_key_file of the entry at key.
+func (v *validator) keySource(key, env, file string) {
+	if env != "" && file != "" {
+		v.add(key+".api_key_file", "set api_key_env or api_key_file, not both")
+	}
+	if env != "" && !validEnvName(env) {
+		v.add(key+".api_key_env", "%q is not an environment variable name", env)
 	}
 }
 
@@ -335,5 +346,96 @@ func (v *validator) privacy(p Privacy) {
 func (v *validator) auth(a Auth) {
 	if a.RefreshInterval <= 0 {
 		v.add("auth.refresh_interval", "must be greater than 0")
+	}
+}
+
+func (v *validator) tune(t Tune) {
+	seen := map[string]int{}
+	for i, tr := range t.Trainers {
+		key := fmt.Sprintf("tune.trainers[%d]", i)
+		switch prev, dup := seen[tr.Name]; {
+		case tr.Name == "":
+			v.add(key+".name", "must be set")
+		case dup:
+			v.add(key+".name", "duplicate trainer name %q (also tune.trainers[%d])", tr.Name, prev)
+		default:
+			seen[tr.Name] = i
+		}
+		v.oneOf(key+".kind", tr.Kind, TrainerPEFT, TrainerNeMo, TrainerOpenAIFT)
+		v.notNegative(key+".poll_interval", float64(tr.PollInterval))
+		// unused names the keys the kind does not read, so that none is set in vain.
+		unused := func(name string, set bool) {
+			if set {
+				v.add(key+"."+name, "is not used by kind %q", tr.Kind)
+			}
+		}
+		switch tr.Kind {
+		case TrainerPEFT:
+			unused("base_url", tr.BaseURL != "")
+			unused("api_key_env", tr.APIKeyEnv != "")
+			unused("api_key_file", tr.APIKeyFile != "")
+		case TrainerNeMo, TrainerOpenAIFT:
+			if tr.BaseURL == "" {
+				v.add(key+".base_url", "must be set for kind %q", tr.Kind)
+			} else {
+				v.httpURL(key+".base_url", tr.BaseURL)
+			}
+			v.keySource(key, tr.APIKeyEnv, tr.APIKeyFile)
+			unused("python", tr.Python != "")
+			unused("script", tr.Script != "")
+		}
+		v.hyperparameters(key+".hyperparameters", tr.Kind, tr.Hyperparameters)
+		n := tr.NeMo
+		if tr.Kind != TrainerNeMo {
+			unused("nemo", n != NeMoTrainer{})
+			continue
+		}
+		if n.DataStoreURL != "" {
+			v.httpURL(key+".nemo.datastore_url", n.DataStoreURL)
+		}
+		if n.EntityStoreURL != "" {
+			v.httpURL(key+".nemo.entity_store_url", n.EntityStoreURL)
+		}
+		if n.Namespace != "" && !nemoName.MatchString(n.Namespace) {
+			v.add(key+".nemo.namespace", "must be letters, digits, '-', '_' and '.', starting with a letter or digit")
+		}
+	}
+}
+
+// nemoName is what NeMo namespaces and entity names may be.
+var nemoName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (v *validator) hyperparameters(key, kind string, h Hyperparameters) {
+	v.notNegative(key+".rank", float64(h.Rank))
+	v.notNegative(key+".alpha", float64(h.Alpha))
+	v.notNegative(key+".epochs", float64(h.Epochs))
+	v.notNegative(key+".learning_rate", h.LearningRate)
+	v.notNegative(key+".learning_rate_multiplier", h.LearningRateMultiplier)
+	v.notNegative(key+".batch_size", float64(h.BatchSize))
+	v.notNegative(key+".max_length", float64(h.MaxLength))
+	if h.Dropout < 0 || h.Dropout >= 1 || math.IsNaN(h.Dropout) {
+		v.add(key+".dropout", "must be at least 0 and less than 1")
+	}
+	unused := func(name string, set bool) {
+		if set {
+			v.add(key+"."+name, "is not used by kind %q", kind)
+		}
+	}
+	switch kind {
+	case TrainerOpenAIFT:
+		// The API tunes its own way: no LoRA settings, and a multiplier instead of a rate.
+		unused("rank", h.Rank != 0)
+		unused("alpha", h.Alpha != 0)
+		unused("dropout", h.Dropout != 0)
+		unused("max_length", h.MaxLength != 0)
+		if h.LearningRate != 0 {
+			v.add(key+".learning_rate", "is not used by kind %q; set learning_rate_multiplier", kind)
+		}
+	case TrainerNeMo:
+		// The sequence length is part of the customization config chosen as the base.
+		unused("max_length", h.MaxLength != 0)
+		unused("learning_rate_multiplier", h.LearningRateMultiplier != 0)
+	case TrainerPEFT:
+		unused("learning_rate_multiplier", h.LearningRateMultiplier != 0)
 	}
 }
