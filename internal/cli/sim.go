@@ -13,7 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/downshift-dev/downshift/internal/config"
 	"github.com/downshift-dev/downshift/internal/dataset"
+	"github.com/downshift-dev/downshift/internal/redact"
 	"github.com/downshift-dev/downshift/internal/sim"
 )
 
@@ -29,6 +31,7 @@ type simFlags struct {
 	faults   sim.Faults
 	seed     uint64
 	verbose  bool
+	redact   bool
 	shutdown time.Duration
 	// candidates are --candidate NAME=RATE[:kind,kind] values, parsed by runSim.
 	candidates []string
@@ -43,9 +46,14 @@ func newSimCmd() *cobra.Command {
 each conversation with the answer a real model gave to it in the bundled datasets (tau-bench
 airline: GPT-4o; GSM8K: GPT-4 or Mixtral by the requested model); in synthetic mode, and for
 unrecorded conversations with --unknown synthetic, it invents answers marked "simulated".
-Latency and faults (errors, 429s, timeouts, resets, cut streams) are modelled at seeded rates.`,
+Latency and faults (errors, 429s, timeouts, resets, cut streams) are modelled at seeded rates.
+
+With --redact it also answers conversations as downshift's default redaction stores them
+(<EMAIL_1> for an address), with the recorded answer redacted alike: serve candidates this
+way to evaluate them (downshift eval) on calls recorded with privacy.redact on.`,
 		Example: `  downshift sim --listen 127.0.0.1:8000 --ttft 200ms --tps 80
   downshift sim --candidate small-20=0.2 --candidate small-5=0.05:wrong_tool,drop_call
+  downshift sim --redact --candidate small-5=0.05
   downshift sim --mode synthetic --error-rate 0.05 --429-rate 0.05 --cut-rate 0.02`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -68,6 +76,7 @@ Latency and faults (errors, 429s, timeouts, resets, cut streams) are modelled at
 	fl.Float64Var(&f.faults.Cut, "cut-rate", 0, "share of answers cut off part way (streams end without [DONE])")
 	fl.StringArrayVar(&f.candidates, "candidate", nil, "a candidate model that degrades the reference answer: NAME=RATE[:kind,kind] (kinds: wrong_tool, wrong_argument, drop_call, text_for_tool, tool_for_text, truncate_text; none: a mix); repeatable")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of every random choice")
+	fl.BoolVar(&f.redact, "redact", false, "also answer conversations redacted as the default privacy settings store them")
 	fl.BoolVar(&f.verbose, "verbose", false, "log every request")
 	fl.DurationVar(&f.shutdown, "shutdown-timeout", 10*time.Second, "how long open streams may finish on shutdown")
 	return cmd
@@ -97,8 +106,15 @@ func runSim(ctx context.Context, f simFlags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var redactor *redact.Redactor
+	if f.redact {
+		if redactor, err = defaultRedactor(); err != nil {
+			return err
+		}
+	}
 	srv, err := sim.New(sim.Options{
 		Candidates: candidates,
+		Redactor:   redactor,
 		Mode:       sim.Mode(f.mode),
 		Calls:      calls,
 		Unknown:    sim.Unknown(f.unknown),
@@ -131,6 +147,9 @@ func runSim(ctx context.Context, f simFlags, stdout, stderr io.Writer) error {
 	for _, c := range f.candidates {
 		fmt.Fprintf(stdout, "  candidate: %s\n", c)
 	}
+	if f.redact {
+		fmt.Fprintln(stdout, "  redacted conversations: answered too (default privacy settings)")
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -154,7 +173,18 @@ func runSim(ctx context.Context, f simFlags, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// splitList splits a comma-separated flag value, dropping empty items.
+// defaultRedactor is the recorder's redaction as serve builds it from the default
+// privacy settings, for a simulator to match conversations stored with it.
+func defaultRedactor() (*redact.Redactor, error) {
+	// newPrivacy's warnings (no encryption) are about a store the simulator has not.
+	p, err := newPrivacy(config.Default().Privacy, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	return p.redactor, nil
+}
+
+// simDataNames splits a comma-separated flag value, dropping empty items.
 func simDataNames(s string) []string {
 	var out []string
 	for _, item := range strings.Split(s, ",") {

@@ -21,7 +21,7 @@ type reply struct {
 	usage         openai.Usage
 	simulated     bool   // see HeaderSimulated
 	replayedModel string // whose recorded answer this is or was made from; empty when invented
-	match         string // how the recording was found: MatchExact or MatchWithoutSystem
+	match         string // how the recording was found: MatchExact, MatchWithoutSystem, ...
 	degraded      string // the degradation applied to a candidate's answer, if any
 }
 
@@ -82,23 +82,28 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) reply(req *openai.ChatRequest, body []byte) (*reply, error) {
 	rep := &reply{id: s.newID("chatcmpl-sim-"), model: req.Model}
 	if s.opts.Mode != ModeSynthetic {
-		if rec, match := s.replay.lookup(req.Messages); rec != nil {
-			rep.match = match
-			// An answer recorded for another system prompt is not what the model
-			// answered to this one.
-			rep.simulated = match != MatchExact
+		if h := s.replay.lookup(req.Messages, s.redacted); h.rec != nil {
+			rep.match = h.match
 			if d, ok := s.opts.Candidates[req.Model]; ok {
-				s.candidateReply(rep, req, rec, d)
+				s.candidateReply(rep, req, h, d)
 			} else {
 				model := req.Model
 				if m, ok := s.models[model]; ok {
 					model = m
 				}
-				a, i := rec.answer(model)
+				a, i := h.answer(model)
 				rep.msg, rep.finish, rep.replayedModel = a.Message, a.FinishReason, a.Model
-				rep.usage = rec.usage(s, i)
+				// Another model's answer, or one recorded for another conversation (its
+				// system prompt changed, or before redaction), is not what this model
+				// answered to this one.
+				rep.simulated = a.Model != model || h.match != MatchExact
+				if h.redacted == nil {
+					rep.usage = h.rec.usage(s, i)
+				} else {
+					rep.usage = makeUsage(0, s.completionTokens(a.Message))
+				}
 			}
-			if match != MatchExact {
+			if h.match != MatchExact {
 				// The recorded prompt is not the one sent: count the one sent.
 				rep.usage = makeUsage(s.counter.Prompt(req), rep.usage.CompletionTokens)
 			}
@@ -119,17 +124,22 @@ func (s *Server) reply(req *openai.ChatRequest, body []byte) (*reply, error) {
 	return rep, nil
 }
 
-// candidateReply answers a candidate model with the recorded reference answer,
-// degraded at the candidate's rate. The answer is never the candidate's own, so it is
-// always marked simulated. The draw is keyed by the recording, not the request, so a
-// request that found it without its system messages (an in-context variant) degrades
-// exactly as the recorded conversation does.
-func (s *Server) candidateReply(rep *reply, req *openai.ChatRequest, rec *recording, d Degrade) {
-	a := rec.call.Answers[0]
+// candidateReply answers a candidate model with the recorded reference answer (as
+// redacted, for a redacted match), degraded at the candidate's rate. The answer is
+// never the candidate's own, so it is always marked simulated. The draw is keyed by
+// the recording, not the request, so a request that found it another way (without its
+// system messages, as an in-context variant does, or redacted) degrades exactly as the
+// recorded conversation does.
+func (s *Server) candidateReply(rep *reply, req *openai.ChatRequest, h hit, d Degrade) {
+	a := h.reference()
 	rep.msg, rep.finish, rep.replayedModel = a.Message, a.FinishReason, a.Model
-	rep.usage = rec.usage(s, 0)
+	if h.redacted == nil {
+		rep.usage = h.rec.usage(s, 0)
+	} else {
+		rep.usage = makeUsage(0, s.completionTokens(a.Message))
+	}
 	rep.simulated = true
-	u, pick := degradeDraw(s.opts.Seed, req.Model, rec.key)
+	u, pick := degradeDraw(s.opts.Seed, req.Model, h.rec.key)
 	if u >= d.Rate {
 		return
 	}

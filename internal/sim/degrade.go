@@ -18,7 +18,7 @@ type Degrade struct {
 	// Rate is the share (0..1) of calls whose answer is degraded. Which calls is a
 	// seeded hash of the seed, the model name and the recorded conversation: the same
 	// for every run, independent between candidates, and the same for a request that
-	// found its recording without its system messages (see MatchWithoutSystem).
+	// found its recording another way (see MatchWithoutSystem and MatchRedacted).
 	Rate float64
 	// Kinds are the degradations to pick from, uniformly per call among those that
 	// apply to the answer (see the Degrade* constants). Empty means all of them. When

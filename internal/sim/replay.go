@@ -81,6 +81,11 @@ const (
 	// messages only, and no other recording has the request's other messages. The
 	// answer is the one recorded for the recording's system prompt.
 	MatchWithoutSystem = "without-system"
+	// MatchRedacted: the request's conversation is a recording's as redaction left it
+	// (Options.Redactor), and the answer is the recorded one redacted with it.
+	MatchRedacted = "redacted"
+	// MatchRedactedWithoutSystem: as MatchWithoutSystem, for a redacted conversation.
+	MatchRedactedWithoutSystem = "redacted-without-system"
 )
 
 // index finds the recorded call of a conversation.
@@ -89,7 +94,8 @@ type index struct {
 	// withoutSystem finds a recording by withoutSystemKey. A nil value marks a key
 	// shared by recordings with different system prompts, which it does not answer.
 	withoutSystem map[key]*recording
-	models        []string // every model that answered, in first-seen order
+	recs          []*recording // every recording, in the order of the calls
+	models        []string     // every model that answered, in first-seen order
 	duplicates    int
 	ambiguous     int // withoutSystem keys shared by more than one recording
 }
@@ -129,6 +135,7 @@ func newIndex(calls []dataset.Call) *index {
 		}
 		rec := &recording{call: c, key: k}
 		ix.calls[k] = rec
+		ix.recs = append(ix.recs, rec)
 		wk := withoutSystemKey(c.Request.Messages)
 		if other, shared := ix.withoutSystem[wk]; shared {
 			if other != nil {
@@ -142,28 +149,85 @@ func newIndex(calls []dataset.Call) *index {
 	return ix
 }
 
+// hit is the recording a request found, and how.
+type hit struct {
+	rec   *recording
+	match string // MatchExact, MatchWithoutSystem, MatchRedacted or MatchRedactedWithoutSystem
+	// redacted, for a redacted match, are the recording's answers as redaction left
+	// them (see redactedRecording.answers); nil otherwise.
+	redacted []*dataset.Answer
+}
+
 // lookup returns the recording of the conversation msgs and how it matched: by the
-// whole conversation, else by the conversation without its system messages when
-// exactly one recording has those. It returns nil when neither finds one.
-func (ix *index) lookup(msgs []openai.Message) (*recording, string) {
-	if rec := ix.calls[conversationKey(msgs)]; rec != nil {
-		return rec, MatchExact
+// whole conversation, else by its redacted form (when red is not nil), else by the
+// conversation without its system messages when exactly one recording has those,
+// plain, then redacted. A redacted match comes before the plain one without system
+// messages because it is the more specific: it matched every message. The zero hit
+// says none matched. red is called on a miss of the whole conversation only, so that
+// a lazily built redacted index is built when first needed.
+func (ix *index) lookup(msgs []openai.Message, red func() *redactedIndex) hit {
+	k := conversationKey(msgs)
+	if rec := ix.calls[k]; rec != nil {
+		return hit{rec: rec, match: MatchExact}
 	}
-	if rec := ix.withoutSystem[withoutSystemKey(msgs)]; rec != nil {
-		return rec, MatchWithoutSystem
+	var ri *redactedIndex
+	if red != nil {
+		ri = red()
 	}
-	return nil, ""
+	if rr := ri.exact(k); rr != nil {
+		return hit{rec: rr.rec, match: MatchRedacted, redacted: rr.answers}
+	}
+	wk := withoutSystemKey(msgs)
+	if rec := ix.withoutSystem[wk]; rec != nil {
+		return hit{rec: rec, match: MatchWithoutSystem}
+	}
+	if rr := ri.withoutSys(wk); rr != nil {
+		return hit{rec: rr.rec, match: MatchRedactedWithoutSystem, redacted: rr.answers}
+	}
+	return hit{}
 }
 
 // answer picks the answer for the resolved model: its own if it gave one, else the
-// call's reference answer. It returns the answer's position too.
-func (rec *recording) answer(model string) (dataset.Answer, int) {
-	for i, a := range rec.call.Answers {
+// call's reference answer (for a redacted match: else the first answer redacted
+// into the request's conversation). It returns the answer's position in the call
+// too.
+func (h hit) answer(model string) (dataset.Answer, int) {
+	answers := h.rec.call.Answers
+	if h.redacted == nil {
+		for i, a := range answers {
+			if a.Model == model {
+				return a, i
+			}
+		}
+		return answers[0], 0
+	}
+	first := -1
+	for i, a := range h.redacted {
+		if a == nil {
+			continue
+		}
 		if a.Model == model {
-			return a, i
+			return *a, i
+		}
+		if first < 0 {
+			first = i
 		}
 	}
-	return rec.call.Answers[0], 0
+	return *h.redacted[first], first
+}
+
+// reference returns the reference answer a candidate degrades: the call's first,
+// redacted for a redacted match.
+func (h hit) reference() dataset.Answer {
+	if h.redacted == nil {
+		return h.rec.call.Answers[0]
+	}
+	for _, a := range h.redacted {
+		if a != nil {
+			return *a
+		}
+	}
+	return h.rec.call.Answers[0] // not reached: a redacted recording has an answer
 }
 
 // usage counts the recorded call's tokens once; the counts are shared by every

@@ -21,6 +21,12 @@ func inContext(t testing.TB, c *dataset.Call, model string, stream bool) []byte 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return inContextBody(t, body, model, stream)
+}
+
+// inContextBody is inContext for a request body.
+func inContextBody(t testing.TB, body []byte, model string, stream bool) []byte {
+	t.Helper()
 	var req map[string]any
 	if err := json.Unmarshal(body, &req); err != nil {
 		t.Fatal(err)
@@ -33,7 +39,7 @@ func inContext(t testing.TB, c *dataset.Call, model string, stream bool) []byte 
 		if m["role"] == "system" {
 			text, ok := m["content"].(string)
 			if !ok {
-				t.Fatalf("%s: system content %v is not a string", c.ID, m["content"])
+				t.Fatalf("system content %v is not a string", m["content"])
 			}
 			m["content"] = text + examples
 			extended = true

@@ -206,13 +206,15 @@ func TestReplayGSM8KAnswerFollowsModel(t *testing.T) {
 	row := rows[7]
 	for _, tc := range []struct {
 		model, recorded, answer string
+		simulated               bool
 	}{
-		{dataset.ModelGPT4, dataset.ModelGPT4, row.GPT4Answer},
-		{"gpt-4", dataset.ModelGPT4, row.GPT4Answer},
-		{dataset.ModelMixtral, dataset.ModelMixtral, row.MixtralAnswer},
-		{"mixtral-8x7b", dataset.ModelMixtral, row.MixtralAnswer},
-		// A model with no answer of its own gets the reference answer.
-		{"small-model-1b", dataset.ModelGPT4, row.GPT4Answer},
+		{dataset.ModelGPT4, dataset.ModelGPT4, row.GPT4Answer, false},
+		{"gpt-4", dataset.ModelGPT4, row.GPT4Answer, false},
+		{dataset.ModelMixtral, dataset.ModelMixtral, row.MixtralAnswer, false},
+		{"mixtral-8x7b", dataset.ModelMixtral, row.MixtralAnswer, false},
+		// A model with no answer of its own gets the reference answer, which is not
+		// its own: simulated.
+		{"small-model-1b", dataset.ModelGPT4, row.GPT4Answer, true},
 	} {
 		t.Run(tc.model, func(t *testing.T) {
 			body := mustJSON(t, map[string]any{"model": tc.model, "messages": []map[string]string{{"role": "user", "content": row.Prompt}}})
@@ -226,6 +228,12 @@ func TestReplayGSM8KAnswerFollowsModel(t *testing.T) {
 			}
 			if cc.Model != tc.model {
 				t.Errorf("model field %q, want the requested %q", cc.Model, tc.model)
+			}
+			replayed := resp.Header.Get(HeaderReplayed) == "true"
+			if sim := resp.Header.Get(HeaderSimulated) == "true"; sim != tc.simulated || cc.Simulated != tc.simulated ||
+				replayed == tc.simulated || resp.Header.Get(HeaderReplayedMatch) != MatchExact {
+				t.Errorf("simulated: header %v, body %v, replayed %v, match %q; want simulated %v",
+					sim, cc.Simulated, replayed, resp.Header.Get(HeaderReplayedMatch), tc.simulated)
 			}
 		})
 	}
