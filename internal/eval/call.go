@@ -129,6 +129,10 @@ func dedupKey(c *Call) string {
 	return string(h.Sum(nil))
 }
 
+// DedupKey is the key DrawSet deduplicates calls by (see dedupKey), for dataset export
+// to leave out the same copies, and copies of held-out calls, that eval sets leave out.
+func DedupKey(c *Call) string { return dedupKey(c) }
+
 func compactJSON(s string) string {
 	var v any
 	if json.Unmarshal([]byte(s), &v) != nil {

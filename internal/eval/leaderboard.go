@@ -221,7 +221,7 @@ func buildRow(candidate, variant string, rs []store.EvalResult, strata map[strin
 	row.Errors = row.Calls - row.Answered
 
 	row.Quality = meanOf(scores)
-	row.QualityCI = BootstrapMean(scores, resamples, seed)
+	row.QualityCI = QualityInterval(scores, resamples, seed)
 	row.PassRate = float64(passes) / float64(max(row.Calls, 1))
 	row.PassCI = Wilson(passes, row.Calls)
 	if len(byStratum) > 0 {

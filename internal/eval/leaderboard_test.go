@@ -91,7 +91,7 @@ func TestBuildRecommends(t *testing.T) {
 			),
 			wantOrder: []string{"small (zero-shot)", "medium (zero-shot)", "tiny (zero-shot)"},
 			want: Recommendation{Candidate: "small", Variant: VariantZeroShot,
-				Reason: "small (zero-shot): quality 1.00 [1.00, 1.00] ≥ 0.95, cost $1.00 per 1,000 calls vs $10.00 (−90.0%)"},
+				Reason: "small (zero-shot): quality 1.00 [0.96, 1.00] ≥ 0.95, cost $1.00 per 1,000 calls vs $10.00 (−90.0%)"},
 		},
 		{
 			name:      "keep the reference when no candidate's quality qualifies",
@@ -108,14 +108,14 @@ func TestBuildRecommends(t *testing.T) {
 			results:   scored("big", VariantZeroShot, 0.02, perfect...),
 			wantOrder: []string{"big (zero-shot)"},
 			want: Recommendation{KeepReference: true,
-				Reason: "keep gpt-4o: no eligible candidate; big (zero-shot) reaches quality 1.00 [1.00, 1.00] but costs $20.00 per 1,000 calls, not less than the reference's $10.00"},
+				Reason: "keep gpt-4o: no eligible candidate; big (zero-shot) reaches quality 1.00 [0.96, 1.00] but costs $20.00 per 1,000 calls, not less than the reference's $10.00"},
 		},
 		{
 			name:      "a candidate that costs the same as the reference is not recommended",
 			results:   scored("same", VariantZeroShot, 0.01, perfect...),
 			wantOrder: []string{"same (zero-shot)"},
 			want: Recommendation{KeepReference: true,
-				Reason: "keep gpt-4o: no eligible candidate; same (zero-shot) reaches quality 1.00 [1.00, 1.00] but costs $10.00 per 1,000 calls, not less than the reference's $10.00"},
+				Reason: "keep gpt-4o: no eligible candidate; same (zero-shot) reaches quality 1.00 [0.96, 1.00] but costs $10.00 per 1,000 calls, not less than the reference's $10.00"},
 		},
 		{
 			name:      "errors over 5% rule a candidate out even when its quality reaches the threshold",
@@ -134,7 +134,7 @@ func TestBuildRecommends(t *testing.T) {
 			results:   concat(scored("flaky", VariantZeroShot, 0.0001, flaky...), scored("solid", VariantZeroShot, 0.003, perfect...)),
 			wantOrder: []string{"solid (zero-shot)", "flaky (zero-shot)"},
 			want: Recommendation{Candidate: "solid", Variant: VariantZeroShot,
-				Reason: "solid (zero-shot): quality 1.00 [1.00, 1.00] ≥ 0.8, cost $3.00 per 1,000 calls vs $10.00 (−70.0%); cheaper but not eligible: flaky (zero-shot), errors on 10.0% of calls (over 5%)"},
+				Reason: "solid (zero-shot): quality 1.00 [0.96, 1.00] ≥ 0.8, cost $3.00 per 1,000 calls vs $10.00 (−70.0%); cheaper but not eligible: flaky (zero-shot), errors on 10.0% of calls (over 5%)"},
 		},
 		{
 			name: "on equal cost the higher quality wins",
@@ -144,21 +144,21 @@ func TestBuildRecommends(t *testing.T) {
 			),
 			wantOrder: []string{"b (zero-shot)", "a (zero-shot)"},
 			want: Recommendation{Candidate: "b", Variant: VariantZeroShot,
-				Reason: "b (zero-shot): quality 1.00 [1.00, 1.00] ≥ 0.95, cost $1.00 per 1,000 calls vs $10.00 (−90.0%)"},
+				Reason: "b (zero-shot): quality 1.00 [0.96, 1.00] ≥ 0.95, cost $1.00 per 1,000 calls vs $10.00 (−90.0%)"},
 		},
 		{
 			name:      "on equal cost and quality the first by name wins",
 			results:   concat(scored("b", VariantZeroShot, 0.001, perfect...), scored("a", VariantZeroShot, 0.001, perfect...)),
 			wantOrder: []string{"a (zero-shot)", "b (zero-shot)"},
 			want: Recommendation{Candidate: "a", Variant: VariantZeroShot,
-				Reason: "a (zero-shot): quality 1.00 [1.00, 1.00] ≥ 0.95, cost $1.00 per 1,000 calls vs $10.00 (−90.0%)"},
+				Reason: "a (zero-shot): quality 1.00 [0.96, 1.00] ≥ 0.95, cost $1.00 per 1,000 calls vs $10.00 (−90.0%)"},
 		},
 		{
 			name:      "equal lower bounds rank the cheaper first",
 			results:   concat(scored("a", VariantZeroShot, 0.001, perfect...), scored("c", VariantInContext, 0.0009, perfect...)),
 			wantOrder: []string{"c (in-context)", "a (zero-shot)"},
 			want: Recommendation{Candidate: "c", Variant: VariantInContext,
-				Reason: "c (in-context): quality 1.00 [1.00, 1.00] ≥ 0.95, cost $0.90 per 1,000 calls vs $10.00 (−91.0%)"},
+				Reason: "c (in-context): quality 1.00 [0.96, 1.00] ≥ 0.95, cost $0.90 per 1,000 calls vs $10.00 (−91.0%)"},
 		},
 		{
 			name:      "keep the reference when no candidate was evaluated",
@@ -291,9 +291,9 @@ func approxRef(a, b ReferenceRow) bool {
 }
 
 func TestBuildWithUnknownReferenceCost(t *testing.T) {
-	lb := Build(Input{References: refs(50, 0), Results: scored("m", VariantZeroShot, 0.001, repeat(1, 50)...)})
+	lb := Build(Input{References: refs(100, 0), Results: scored("m", VariantZeroShot, 0.001, repeat(1, 100)...)})
 	want := Recommendation{Candidate: "m", Variant: VariantZeroShot,
-		Reason: "m (zero-shot): quality 1.00 [1.00, 1.00] ≥ 0.95, cost $1.00 per 1,000 calls; the reference's cost is unknown, so the saving is not measured"}
+		Reason: "m (zero-shot): quality 1.00 [0.96, 1.00] ≥ 0.95, cost $1.00 per 1,000 calls; the reference's cost is unknown, so the saving is not measured"}
 	if lb.Recommendation != want {
 		t.Errorf("recommendation = %+v\nwant %+v", lb.Recommendation, want)
 	}

@@ -41,7 +41,7 @@ type Row struct {
 	Simulated int `json:"simulated"`
 
 	// Quality is the mean agreement with the reference over every call (failed calls
-	// count 0), with its 95% interval (seeded percentile bootstrap).
+	// count 0), with its 95% interval (see QualityInterval: a seeded bootstrap widened to the Wilson bound).
 	Quality   float64  `json:"quality"`
 	QualityCI Interval `json:"quality_ci"`
 	// PassRate is the share of calls that pass (see package compare and the judge),

@@ -38,7 +38,7 @@ func sampleBoard() Leaderboard {
 		}
 	}
 	return Build(Input{RunID: "run_1", SetID: "set_1", WorkloadID: "wl_7", Workload: "refund lookups",
-		At: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), References: references, Results: rs, Seed: 1})
+		At: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), References: references, Results: rs, Seed: 1, Threshold: 0.9})
 }
 
 func TestWriteTableShowsTheFiguresInRankOrder(t *testing.T) {
@@ -56,11 +56,11 @@ func TestWriteTableShowsTheFiguresInRankOrder(t *testing.T) {
 		{"refund lookups (wl_7)", "100 test calls", "run_1", "set_1", "2026-01-02 03:04 UTC"},
 		{"RANK", "CANDIDATE", "VARIANT", "QUALITY [95% CI]", "PASS RATE [95% CI]", "ERRORS", "P50/P95", "TTFT P50", "COST/1K", "SAVING", "JUDGE"},
 		{"-", "gpt-4o", "(reference, recorded)", "1.00", "1.00s/1.00s", "300ms", "$9.80"},
-		{"1 ", hostile, "zero-shot", "1.00 [1.00, 1.00]", "100.0% [96.3%, 100.0%]", "$20.00", "-104.1%"},
+		{"1 ", hostile, "zero-shot", "1.00 [0.96, 1.00]", "100.0% [96.3%, 100.0%]", "$20.00", "-104.1%"},
 		{"2 ", "llama-3.1-8b", "in-context", ci(lb.Rows[1]), "100.0% [96.3%, 100.0%]", "100ms/100ms", "$0.19", "98.1%"},
 		{"3 ", "llama-3.1-8b", "zero-shot", ci(lb.Rows[2]), "92.0% [85.0%, 95.9%]", "$0.12", "98.8%", "6.0 (1)"},
 		{"4 ", "qwen-local", "zero-shot", ci(lb.Rows[3]), "9 (9.0%)", "$0", "100.0%"},
-		{fmt.Sprintf("recommendation: use llama-3.1-8b (in-context): quality %s ≥ 0.95, cost $0.19 per 1,000 calls vs $9.80 (−98.1%%)", ci(lb.Rows[1]))},
+		{fmt.Sprintf("recommendation: use llama-3.1-8b (in-context): quality %s ≥ 0.9, cost $0.19 per 1,000 calls vs $9.80 (−98.1%%)", ci(lb.Rows[1]))},
 		{"not eligible:"},
 		{hostile + " (zero-shot): costs $20.00 per 1,000 calls, not less than the reference's $9.80"},
 		{"qwen-local (zero-shot): errors on 9.0% of calls (over 5%)"},

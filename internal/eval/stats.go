@@ -24,13 +24,7 @@ func Wilson(successes, n int) Interval {
 		return Interval{0, 1}
 	}
 	successes = min(max(successes, 0), n)
-	nf := float64(n)
-	p := float64(successes) / nf
-	z2 := z95 * z95
-	den := 1 + z2/nf
-	center := (p + z2/(2*nf)) / den
-	half := z95 / den * math.Sqrt(p*(1-p)/nf+z2/(4*nf*nf))
-	iv := Interval{Lo: max(0, center-half), Hi: min(1, center+half)}
+	iv := wilson(float64(successes)/float64(n), n)
 	// At 0 and n successes one bound is exactly 0 or 1; floating point leaves 1e-17.
 	if successes == 0 {
 		iv.Lo = 0
@@ -39,6 +33,36 @@ func Wilson(successes, n int) Interval {
 		iv.Hi = 1
 	}
 	return iv
+}
+
+// QualityInterval is the 95% interval Row.Quality carries for the mean of xs, values
+// in [0, 1]: the union of the percentile bootstrap interval (BootstrapMean) and the
+// Wilson interval of the mean taken as a proportion of len(xs). The bootstrap follows
+// the sample's shape but collapses to a point when every call agrees (a candidate
+// that matched 188 calls of 188 is not certain to match every call); the Wilson bound
+// is the widest a [0, 1] variable of that mean can need (none has more variance than
+// a 0/1 one with the same mean), so it keeps the interval honest at the edges.
+func QualityInterval(xs []float64, resamples int, seed uint64) Interval {
+	boot := BootstrapMean(xs, resamples, seed)
+	if len(xs) == 0 {
+		return boot
+	}
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	w := wilson(min(max(sum/float64(len(xs)), 0), 1), len(xs))
+	return Interval{Lo: min(boot.Lo, w.Lo), Hi: max(boot.Hi, w.Hi)}
+}
+
+// wilson is the Wilson score interval for an observed proportion p of n trials.
+func wilson(p float64, n int) Interval {
+	nf := float64(n)
+	z2 := z95 * z95
+	den := 1 + z2/nf
+	center := (p + z2/(2*nf)) / den
+	half := z95 / den * math.Sqrt(p*(1-p)/nf+z2/(4*nf*nf))
+	return Interval{Lo: max(0, center-half), Hi: min(1, center+half)}
 }
 
 // BootstrapMean returns a 95% percentile bootstrap interval for the mean of xs, values

@@ -169,3 +169,23 @@ func TestQuantileLeavesItsInputAlone(t *testing.T) {
 		t.Errorf("Quantile sorted its input: %v", ds)
 	}
 }
+
+func TestQualityIntervalNeverCollapses(t *testing.T) {
+	ones := make([]float64, 188)
+	for i := range ones {
+		ones[i] = 1
+	}
+	iv := QualityInterval(ones, 0, 1)
+	if w := Wilson(188, 188); math.Abs(iv.Lo-w.Lo) > 1e-12 || iv.Hi != 1 {
+		t.Errorf("all agree: %+v, want Wilson's %+v", iv, w)
+	}
+	// Mixed scores: the union of the bootstrap and Wilson intervals.
+	xs := []float64{1, 1, 0.5, 1, 0, 1, 1, 0.8, 1, 1, 1, 0, 1, 1, 1, 1, 0.9, 1, 1, 1}
+	boot, got := BootstrapMean(xs, 0, 3), QualityInterval(xs, 0, 3)
+	if got.Lo > boot.Lo || got.Hi < boot.Hi {
+		t.Errorf("%+v does not contain the bootstrap interval %+v", got, boot)
+	}
+	if QualityInterval(nil, 0, 1) != (Interval{0, 1}) {
+		t.Error("no scores: want [0, 1]")
+	}
+}
