@@ -28,6 +28,7 @@ import (
 	"github.com/downshift-dev/downshift/internal/dataset"
 	"github.com/downshift-dev/downshift/internal/discover"
 	"github.com/downshift-dev/downshift/internal/discover/report"
+	"github.com/downshift-dev/downshift/internal/eval"
 	"github.com/downshift-dev/downshift/internal/seal"
 	"github.com/downshift-dev/downshift/internal/sim"
 	"github.com/downshift-dev/downshift/internal/store"
@@ -93,8 +94,14 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	// The upstream: the simulator replaying GPT-4o's recorded answers.
-	simSrv, err := sim.New(sim.Options{Mode: sim.ModeReplay, Calls: calls, Unknown: sim.UnknownError,
-		Latency: sim.Latency{TTFT: o.ttft, TokensPerSecond: o.tps}, Seed: 1, Logger: log})
+	// The simulator matches the gateway's redacted records too (for eval), with the
+	// demo config's privacy settings: redaction with the defaults.
+	red, err := defaultRedactor()
+	if err != nil {
+		return err
+	}
+	simSrv, err := sim.New(sim.Options{Mode: sim.ModeReplay, Calls: calls, Unknown: sim.UnknownError, Redactor: red,
+		Candidates: demoCandidates, Latency: sim.Latency{TTFT: o.ttft, TokensPerSecond: o.tps}, Seed: 1, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -167,10 +174,59 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "\nreport: %s (open in a browser), %s\n", paths[1], paths[0])
+
+	top, ok := topWorkload(rep)
+	if !ok {
+		return errors.New("demo: no workload is ready for a small model")
+	}
+	cat, err := catalogFrom(ctx, d.cfg, st, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nevaluation (downshift eval) of the top workload, %s (%s), saving %s a month at readiness %d\n",
+		top.ID, top.Label, fmt.Sprintf("$%.2f", top.Savings.MonthlyUSD), top.Readiness)
+	fmt.Fprintf(out, "the candidates are simulated: no model weights can be downloaded here, so the simulator answers as each\n"+
+		"candidate with GPT-4o's recorded answer, spoiled at a known rate (%s)\n", describeCandidates())
+	if _, _, err := evaluate(ctx, st, kr, cat, evalOptions{workload: top.ID, candidates: []string{demoSmall, demoTiny},
+		variants: []string{eval.VariantZeroShot, eval.VariantInContext}, k: 3, size: 200, seed: 1, concurrency: 16,
+		attempts: 4, threshold: 0.95, out: o.dir}, out, errOut); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "\ndone in %s. Look around:\n", time.Since(started).Round(time.Millisecond))
 	fmt.Fprintf(out, "  downshift calls list -c %s\n", d.configPath)
+	fmt.Fprintf(out, "  downshift eval show -c %s\n", d.configPath)
 	fmt.Fprintf(out, "  DOWNSHIFT_KEY=$(cat %s) downshift calls show -c %s ID   # payloads: admin key, audited\n", d.adminKeyPath, d.configPath)
 	return nil
+}
+
+// The demo's candidate models, and how the simulator spoils GPT-4o's answers when it
+// answers as them: the 8B model rarely, the 1.5B model often.
+const (
+	demoSmall = "llama-3.1-8b-instruct"
+	demoTiny  = "qwen2.5-1.5b-instruct"
+)
+
+var demoCandidates = map[string]sim.Degrade{demoSmall: {Rate: 0.01}, demoTiny: {Rate: 0.15}}
+
+func describeCandidates() string {
+	var parts []string
+	for _, name := range []string{demoSmall, demoTiny} {
+		parts = append(parts, fmt.Sprintf("%s %.0f%%", name, 100*demoCandidates[name].Rate))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// topWorkload is the ready workload (readiness at the report's threshold or above)
+// that would save the most a month.
+func topWorkload(rep *report.Report) (report.Workload, bool) {
+	var best report.Workload
+	found := false
+	for _, w := range rep.Workloads {
+		if w.Readiness >= rep.ReadyThreshold && (!found || w.Savings.MonthlyUSD > best.Savings.MonthlyUSD) {
+			best, found = w, true
+		}
+	}
+	return best, found
 }
 
 // demoClient is the client id of the demo's agent.
@@ -204,19 +260,31 @@ models:
     backend: sim
     role: reference
     price: {input_per_mtok: %g, output_per_mtok: %g, cached_input_per_mtok: %g}
-  # A small candidate, priced as hosted 8B models are; used here for the savings estimate.
-  - name: llama-3.1-8b-instruct
+  # Small candidates, priced as hosted models of their size are. The simulator answers
+  # as them with GPT-4o's recorded answers, spoiled at a known rate (demoCandidates).
+  - name: %s
     backend: sim
     role: candidate
     params_b: 8
+    context_tokens: 131072
+    licence: llama3.1
+    memory_gb: 16
     price: {input_per_mtok: 0.02, output_per_mtok: 0.05}
+  - name: %s
+    backend: sim
+    role: candidate
+    params_b: 1.5
+    context_tokens: 32768
+    licence: apache-2.0
+    memory_gb: 3.1
+    price: {input_per_mtok: 0.01, output_per_mtok: 0.02}
 privacy:
   redact: true
   encryption:
     active: demo
     keys:
       - {id: demo, file: %q}
-`, db, upstream, gpt4oPrice.InputPerMTok, gpt4oPrice.OutputPerMTok, gpt4oPrice.CachedInputPerMTok, encKey)
+`, db, upstream, gpt4oPrice.InputPerMTok, gpt4oPrice.OutputPerMTok, gpt4oPrice.CachedInputPerMTok, demoSmall, demoTiny, encKey)
 	for path, content := range map[string]string{encKey: key + "\n", d.configPath: yaml} {
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			return nil, err
