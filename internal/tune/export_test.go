@@ -23,27 +23,27 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 const (
-	system   = "You are the billing agent. Look up <accounts> & refunds; never guess."
-	workload = "wl-billing"
+	goldenSystem   = "You are the billing agent. Look up <accounts> & refunds; never guess."
+	goldenWorkload = "wl-billing"
 )
 
 var (
-	fixedNow  = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	testTools = []any{
-		fn("lookup_account", "Look up an account.", `{"type":"object","properties":{"account_id":{"type":"string"}},"required":["account_id"]}`),
-		fn("refund", "Refund an amount to an account.", `{"type":"object","properties":{"account_id":{"type":"string"},"amount":{"type":"number"}},"required":["account_id","amount"]}`),
+	goldenNow   = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	goldenTools = []any{
+		toolDef("lookup_account", "Look up an account.", `{"type":"object","properties":{"account_id":{"type":"string"}},"required":["account_id"]}`),
+		toolDef("refund", "Refund an amount to an account.", `{"type":"object","properties":{"account_id":{"type":"string"},"amount":{"type":"number"}},"required":["account_id","amount"]}`),
 	}
 )
 
-func fn(name, desc, params string) map[string]any {
+func toolDef(name, desc, params string) map[string]any {
 	return map[string]any{"type": "function", "function": map[string]any{"name": name, "description": desc, "parameters": json.RawMessage(params)}}
 }
 
-func msg(role, content string) map[string]any {
+func chatMsg(role, content string) map[string]any {
 	return map[string]any{"role": role, "content": content}
 }
 
-func toolMsg(id, content string) map[string]any {
+func toolResult(id, content string) map[string]any {
 	m := map[string]any{"role": "tool", "content": content}
 	if id != "" {
 		m["tool_call_id"] = id
@@ -51,7 +51,7 @@ func toolMsg(id, content string) map[string]any {
 	return m
 }
 
-func calls(content any, cs ...[3]string) map[string]any {
+func callMsg(content any, cs ...[3]string) map[string]any {
 	var tcs []any
 	for _, c := range cs {
 		tc := map[string]any{"type": "function", "function": map[string]any{"name": c[1], "arguments": c[2]}}
@@ -63,8 +63,8 @@ func calls(content any, cs ...[3]string) map[string]any {
 	return map[string]any{"role": "assistant", "content": content, "tool_calls": tcs}
 }
 
-// fixture is one recorded call of the golden workload.
-type fixture struct {
+// goldenCall is one recorded call of the golden workload.
+type goldenCall struct {
 	id     string
 	msgs   []any
 	tools  bool
@@ -76,11 +76,11 @@ type fixture struct {
 	truth  bool
 }
 
-func (f fixture) call(t *testing.T) store.Call {
+func (f goldenCall) call(t *testing.T) store.Call {
 	t.Helper()
 	req := map[string]any{"model": "gpt-4o", "messages": f.msgs}
 	if f.tools {
-		req["tools"] = testTools
+		req["tools"] = goldenTools
 	}
 	for k, v := range f.extra {
 		req[k] = v
@@ -89,8 +89,8 @@ func (f fixture) call(t *testing.T) store.Call {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := store.Call{ID: f.id, StartedAt: fixedNow, FinishedAt: fixedNow.Add(time.Second), RequestedModel: "gpt-4o",
-		ServedModel: "gpt-4o", Route: store.RouteReference, Status: 200, WorkloadID: workload, Request: reqJSON}
+	c := store.Call{ID: f.id, StartedAt: goldenNow, FinishedAt: goldenNow.Add(time.Second), RequestedModel: "gpt-4o",
+		ServedModel: "gpt-4o", Route: store.RouteReference, Status: 200, WorkloadID: goldenWorkload, Request: reqJSON}
 	if f.route != "" {
 		c.Route = f.route
 	}
@@ -114,62 +114,62 @@ func (f fixture) call(t *testing.T) store.Call {
 	return c
 }
 
-// goldenFixtures is a small workload that meets every rule of the export once: each
+// goldenCalls is a small workload that meets every rule of the export once: each
 // filter, the splits of a saved eval set, calls recorded after it, ground truth,
 // developer messages, tool calls without ids, parallel calls and their results.
-func goldenFixtures() []fixture {
+func goldenCalls() []goldenCall {
 	long := strings.Repeat("account history line ", 400)
-	return []fixture{
+	return []goldenCall{
 		// In the eval set.
-		{id: "c01", msgs: []any{msg("system", system), msg("user", "What does plan Pro cost?")}, tools: true,
-			answer: msg("assistant", "Pro costs $20 a month.")},
-		{id: "c02", msgs: []any{msg("system", system), msg("user", "Refund my last charge on account A-1")}, tools: true,
+		{id: "c01", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "What does plan Pro cost?")}, tools: true,
+			answer: chatMsg("assistant", "Pro costs $20 a month.")},
+		{id: "c02", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Refund my last charge on account A-1")}, tools: true,
 			extra:  map[string]any{"parallel_tool_calls": false},
-			answer: calls(nil, [3]string{"call_a", "lookup_account", `{"account_id":"A-1"}`})},
-		{id: "c03", msgs: []any{msg("system", system), msg("user", "Check account B-2")}, tools: true,
-			answer: calls(nil, [3]string{"call_b", "lookup_account", `{"account_id": "B-2"}`})},
-		{id: "c05", msgs: []any{msg("system", system), msg("user", "Cancel account C-3")}, tools: true, route: store.RouteEscalated,
-			answer: msg("assistant", "Account C-3 is cancelled.")},
-		{id: "c06", msgs: []any{msg("system", system), msg("user", "Write a long poem about refunds")}, tools: true, finish: "length",
-			answer: msg("assistant", "Refunds, oh refunds, you")},
-		{id: "c10", msgs: []any{msg("system", system), map[string]any{"role": "user", "content": []any{
+			answer: callMsg(nil, [3]string{"call_a", "lookup_account", `{"account_id":"A-1"}`})},
+		{id: "c03", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Check account B-2")}, tools: true,
+			answer: callMsg(nil, [3]string{"call_b", "lookup_account", `{"account_id": "B-2"}`})},
+		{id: "c05", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Cancel account C-3")}, tools: true, route: store.RouteEscalated,
+			answer: chatMsg("assistant", "Account C-3 is cancelled.")},
+		{id: "c06", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Write a long poem about refunds")}, tools: true, finish: "length",
+			answer: chatMsg("assistant", "Refunds, oh refunds, you")},
+		{id: "c10", msgs: []any{chatMsg("system", goldenSystem), map[string]any{"role": "user", "content": []any{
 			map[string]any{"type": "text", "text": "What is on this receipt?"},
 			map[string]any{"type": "image_url", "image_url": map[string]any{"url": "https://example.com/r.png"}}}}},
-			tools: true, answer: msg("assistant", "A charge of $20.")},
-		{id: "c11", msgs: []any{msg("system", system), msg("user", "Summarise: "+long)}, tools: true,
-			answer: msg("assistant", "A long history.")},
+			tools: true, answer: chatMsg("assistant", "A charge of $20.")},
+		{id: "c11", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Summarise: "+long)}, tools: true,
+			answer: chatMsg("assistant", "A long history.")},
 		// Recorded after the set was drawn, or never eligible for it.
-		{id: "c04", msgs: []any{msg("system", system), msg("user", "Hello?")}, tools: true, status: 502},
-		{id: "c07", msgs: []any{msg("system", system), msg("user", "What does plan Pro cost?")}, tools: true,
-			answer: msg("assistant", "Pro costs $20 a month.")},
-		{id: "c08", msgs: []any{msg("user", "Refund 5 to D-4")}, tools: true, truth: true,
-			answer: calls(nil, [3]string{"call_gt0", "refund", `{"account_id":"D-4","amount":5}`})},
-		{id: "c09", msgs: []any{msg("user", "Tell me a joke")}, tools: true, truth: true, answer: msg("assistant", "")},
-		{id: "c12", msgs: []any{msg("system", system), msg("user", "Refund my last charge on account A-1"),
-			calls(nil, [3]string{"call_a", "lookup_account", `{"account_id":"A-1"}`}),
-			toolMsg("call_a", `{"balance":0,"last_charge":20}`)}, tools: true,
-			answer: calls(nil, [3]string{"call_c", "refund", `{"account_id":"A-1","amount":20}`})},
-		{id: "c13", msgs: []any{msg("system", system), msg("user", "Check account B-2"),
-			calls(nil, [3]string{"call_b", "lookup_account", `{"account_id": "B-2"}`}),
-			toolMsg("call_b", `{"status":"active"}`)}, tools: true,
-			answer: msg("assistant", "Account B-2 is active.")},
-		{id: "c14", msgs: []any{msg("system", system), msg("user", "Check account B-2")}, tools: true,
-			answer: calls(nil, [3]string{"call_x", "lookup_account", `{"account_id":"B-2"}`})},
-		{id: "c15", msgs: []any{msg("developer", "Be brief."), msg("user", "Look up E-5 and F-6"),
-			calls("", [3]string{"", "lookup_account", `{"account_id":"E-5"}`}, [3]string{"", "lookup_account", `{"account_id":"F-6"}`}),
-			toolMsg("", `{"status":"open"}`), toolMsg("", `{"status":"closed"}`)}, tools: true,
-			answer: calls("E-5 is open; refunding it.", [3]string{"", "refund", `{"account_id":"E-5","amount":3}`})},
-		{id: "c16", msgs: []any{msg("system", system), msg("user", "Hi"), msg("assistant", "Hello, how can I help?"),
-			msg("user", "Look up G-7"), calls(nil, [3]string{"call_g", "lookup_account", `{"account_id":"G-7"}`}),
-			toolMsg("call_g", `{"status":"open"}`), msg("user", "thanks, and H-8?")}, tools: true,
-			answer: calls(nil, [3]string{"call_h", "lookup_account", `{"account_id":"H-8"}`})},
-		{id: "c17", msgs: []any{msg("system", system), msg("user", "Look up I-9")}, tools: true,
-			answer: calls(nil, [3]string{"call_i", "lookup_account", `account I-9`})},
+		{id: "c04", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Hello?")}, tools: true, status: 502},
+		{id: "c07", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "What does plan Pro cost?")}, tools: true,
+			answer: chatMsg("assistant", "Pro costs $20 a month.")},
+		{id: "c08", msgs: []any{chatMsg("user", "Refund 5 to D-4")}, tools: true, truth: true,
+			answer: callMsg(nil, [3]string{"call_gt0", "refund", `{"account_id":"D-4","amount":5}`})},
+		{id: "c09", msgs: []any{chatMsg("user", "Tell me a joke")}, tools: true, truth: true, answer: chatMsg("assistant", "")},
+		{id: "c12", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Refund my last charge on account A-1"),
+			callMsg(nil, [3]string{"call_a", "lookup_account", `{"account_id":"A-1"}`}),
+			toolResult("call_a", `{"balance":0,"last_charge":20}`)}, tools: true,
+			answer: callMsg(nil, [3]string{"call_c", "refund", `{"account_id":"A-1","amount":20}`})},
+		{id: "c13", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Check account B-2"),
+			callMsg(nil, [3]string{"call_b", "lookup_account", `{"account_id": "B-2"}`}),
+			toolResult("call_b", `{"status":"active"}`)}, tools: true,
+			answer: chatMsg("assistant", "Account B-2 is active.")},
+		{id: "c14", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Check account B-2")}, tools: true,
+			answer: callMsg(nil, [3]string{"call_x", "lookup_account", `{"account_id":"B-2"}`})},
+		{id: "c15", msgs: []any{chatMsg("developer", "Be brief."), chatMsg("user", "Look up E-5 and F-6"),
+			callMsg("", [3]string{"", "lookup_account", `{"account_id":"E-5"}`}, [3]string{"", "lookup_account", `{"account_id":"F-6"}`}),
+			toolResult("", `{"status":"open"}`), toolResult("", `{"status":"closed"}`)}, tools: true,
+			answer: callMsg("E-5 is open; refunding it.", [3]string{"", "refund", `{"account_id":"E-5","amount":3}`})},
+		{id: "c16", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Hi"), chatMsg("assistant", "Hello, how can I help?"),
+			chatMsg("user", "Look up G-7"), callMsg(nil, [3]string{"call_g", "lookup_account", `{"account_id":"G-7"}`}),
+			toolResult("call_g", `{"status":"open"}`), chatMsg("user", "thanks, and H-8?")}, tools: true,
+			answer: callMsg(nil, [3]string{"call_h", "lookup_account", `{"account_id":"H-8"}`})},
+		{id: "c17", msgs: []any{chatMsg("system", goldenSystem), chatMsg("user", "Look up I-9")}, tools: true,
+			answer: callMsg(nil, [3]string{"call_i", "lookup_account", `account I-9`})},
 	}
 }
 
-// goldenSet is the eval set saved for the golden workload, as if eval had drawn it.
-var goldenSet = store.EvalSet{ID: "es_golden", WorkloadID: workload, CreatedAt: fixedNow.Add(-time.Hour), Members: []store.EvalMember{
+// goldenSet is the eval set saved for the golden goldenWorkload, as if eval had drawn it.
+var goldenSet = store.EvalSet{ID: "es_golden", WorkloadID: goldenWorkload, CreatedAt: goldenNow.Add(-time.Hour), Members: []store.EvalMember{
 	{CallID: "c01", Split: store.SplitTrain, Stratum: "text"},
 	{CallID: "c05", Split: store.SplitTrain, Stratum: "text"},
 	{CallID: "c06", Split: store.SplitTrain, Stratum: "text"},
@@ -189,7 +189,7 @@ func newGoldenStore(t *testing.T, kr *seal.Keyring, withSet bool) store.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	var cs []store.Call
-	for _, f := range goldenFixtures() {
+	for _, f := range goldenCalls() {
 		c := f.call(t)
 		if kr.Enabled() {
 			if err := kr.SealCall(&c); err != nil {
@@ -204,9 +204,9 @@ func newGoldenStore(t *testing.T, kr *seal.Keyring, withSet bool) store.Store {
 	}
 	assign := map[string]string{}
 	for _, c := range cs {
-		assign[c.ID] = workload
+		assign[c.ID] = goldenWorkload
 	}
-	if err := st.SaveWorkloads(ctx, store.WorkloadRun{ID: "run1", At: fixedNow}, []store.Workload{{ID: workload, Label: "billing", Calls: len(cs)}}); err != nil {
+	if err := st.SaveWorkloads(ctx, store.WorkloadRun{ID: "run1", At: goldenNow}, []store.Workload{{ID: goldenWorkload, Label: "billing", Calls: len(cs)}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.AssignWorkloads(ctx, assign); err != nil {
@@ -221,8 +221,8 @@ func newGoldenStore(t *testing.T, kr *seal.Keyring, withSet bool) store.Store {
 }
 
 func goldenOptions(st store.Store, f Format, dir string) Options {
-	return Options{Store: st, WorkloadID: workload, WorkloadLabel: "billing", Format: f, Dir: dir, MaxTokens: 1000,
-		Now: fixedNow, ActorName: "tester"}
+	return Options{Store: st, WorkloadID: goldenWorkload, WorkloadLabel: "billing", Format: f, Dir: dir, MaxTokens: 1000,
+		Now: goldenNow, ActorName: "tester"}
 }
 
 // TestExportMatchesGoldenFiles exports the golden workload in every format and
@@ -288,7 +288,7 @@ func TestExportSplitsAndFilters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			files, filters := maps(wantFiles), maps(wantFilters)
+			files, filters := cloneMap(wantFiles), cloneMap(wantFilters)
 			if f == FormatShareGPT {
 				// c16's tool result is followed by a user message: the turns cannot alternate.
 				files[store.SplitTrain] = []string{"c01", "c08", "c15"}
@@ -304,7 +304,7 @@ func TestExportSplitsAndFilters(t *testing.T) {
 					t.Errorf("filter %s left out %d calls, want %d", fc.Name, fc.Calls, filters[fc.Name])
 				}
 			}
-			if m.Calls != len(goldenFixtures()) || m.LeftOut()+len(m.File(store.SplitTrain).CallIDs)+3 != m.Calls {
+			if m.Calls != len(goldenCalls()) || m.LeftOut()+len(m.File(store.SplitTrain).CallIDs)+3 != m.Calls {
 				t.Errorf("calls %d, left out %d: every call must be in one file or one filter", m.Calls, m.LeftOut())
 			}
 			if m.File(store.SplitTest).SetMembers != 1 || m.File(store.SplitTrain).SetMembers != 5 {
@@ -317,7 +317,7 @@ func TestExportSplitsAndFilters(t *testing.T) {
 	}
 }
 
-func maps[V any](m map[string]V) map[string]V {
+func cloneMap[V any](m map[string]V) map[string]V {
 	out := make(map[string]V, len(m))
 	for k, v := range m {
 		out[k] = v
@@ -325,7 +325,7 @@ func maps[V any](m map[string]V) map[string]V {
 	return out
 }
 
-// TestExportKeepsTestCallsOutOfTraining checks, on the golden workload, that no test
+// TestExportKeepsTestCallsOutOfTraining checks, on the golden goldenWorkload, that no test
 // call reaches train or validation: not itself, not as a copy under another id (c14),
 // and not through a later turn of its conversation (c13).
 func TestExportKeepsTestCallsOutOfTraining(t *testing.T) {
@@ -426,19 +426,19 @@ func TestExportDrawsAndSavesAnEvalSet(t *testing.T) {
 	if !first.EvalSetDrawn || first.EvalSetID == "" {
 		t.Fatalf("eval set %q drawn %v: want one drawn", first.EvalSetID, first.EvalSetDrawn)
 	}
-	saved, err := st.LatestEvalSet(context.Background(), workload)
+	saved, err := st.LatestEvalSet(context.Background(), goldenWorkload)
 	if err != nil || saved.ID != first.EvalSetID {
 		t.Fatalf("latest eval set %q (%v), want %s saved", saved.ID, err, first.EvalSetID)
 	}
 	// eval's own draw on the same calls gives the same members: export drew as eval does.
 	var evaluable []*eval.Call
-	for _, f := range goldenFixtures() {
+	for _, f := range goldenCalls() {
 		if f.status != 0 || f.truth {
 			continue
 		}
 		evaluable = append(evaluable, prepared(t, st, f.id))
 	}
-	want, _, err := eval.DrawSet("x", workload, evaluable, eval.SetOptions{}, fixedNow)
+	want, _, err := eval.DrawSet("x", goldenWorkload, evaluable, eval.SetOptions{}, goldenNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +464,7 @@ func TestExportDrawsAndSavesAnEvalSet(t *testing.T) {
 }
 
 // TestExportWritesAnAuditEntry checks the trail: one export entry naming the
-// workload, format, counts and directory, and nothing of the payloads.
+// goldenWorkload, format, counts and directory, and nothing of the payloads.
 func TestExportWritesAnAuditEntry(t *testing.T) {
 	st := newGoldenStore(t, nil, true)
 	dir := t.TempDir()
@@ -479,7 +479,7 @@ func TestExportWritesAnAuditEntry(t *testing.T) {
 		t.Fatalf("%d export entries, want 1", len(es))
 	}
 	e := es[0]
-	if e.Actor != "cli" || e.ActorName != "tester" || e.Target != workload {
+	if e.Actor != "cli" || e.ActorName != "tester" || e.Target != goldenWorkload {
 		t.Errorf("entry %+v", e)
 	}
 	for _, want := range []string{"nemo", dir, "es_golden", "train.jsonl 4", "validation.jsonl 2", "eval.jsonl 1", "10 of 17 calls left out"} {
@@ -513,7 +513,7 @@ func TestExportOpensSealedCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	if raw.KeyID != "k1" || bytes.Contains(raw.Request, []byte("Pro")) {
-		t.Fatal("the fixture is not sealed")
+		t.Fatal("the goldenCall is not sealed")
 	}
 
 	dir := t.TempDir()
@@ -564,10 +564,10 @@ func (failingAudit) AppendAudit(context.Context, store.AuditEntry) error {
 func TestExportRefusesBadOptions(t *testing.T) {
 	st := newGoldenStore(t, nil, true)
 	cases := map[string]Options{
-		"no store":       {WorkloadID: workload, Dir: t.TempDir()},
+		"no store":       {WorkloadID: goldenWorkload, Dir: t.TempDir()},
 		"no workload":    {Store: st, Dir: t.TempDir()},
-		"no dir":         {Store: st, WorkloadID: workload},
-		"unknown format": {Store: st, WorkloadID: workload, Dir: t.TempDir(), Format: "alpaca"},
+		"no dir":         {Store: st, WorkloadID: goldenWorkload},
+		"unknown format": {Store: st, WorkloadID: goldenWorkload, Dir: t.TempDir(), Format: "alpaca"},
 		"empty workload": {Store: st, WorkloadID: "wl-none", Dir: t.TempDir()},
 	}
 	for name, o := range cases {
