@@ -13,6 +13,7 @@ func commands() []*cobra.Command {
 		newImportCmd(),
 		newAnalyzeCmd(),
 		newEvalCmd(),
+		newExportCmd(),
 		newModelsCmd(),
 	}
 }
