@@ -1005,7 +1005,7 @@ def train(args, events: Events) -> int:
             for idxs in group:
                 loss, n_target, n_tokens = forward([train_set[i] for i in idxs])
                 (loss / len(group)).backward()
-                step_loss += float(loss) / len(group)
+                step_loss += float(loss.detach()) / len(group)
                 tokens_seen += n_tokens
                 window_tokens += n_tokens
                 target_tokens_seen += n_target
