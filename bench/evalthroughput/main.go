@@ -124,13 +124,13 @@ func run(n int, latency time.Duration, concs string) error {
 			return err
 		}
 	}
-	ceiling, err := measure(ceilingCand, 16)
+	ceiling, err := measure(ceilingCand, 64)
 	if err != nil {
 		return err
 	}
 	maxRate := float64(ceiling.Done) / ceiling.Elapsed.Seconds()
 	fmt.Printf("replaying %d tau-bench calls; GOMAXPROCS=%d\n", n, runtime.GOMAXPROCS(0))
-	fmt.Printf("ceiling: %.0f calls/s with a simulator that answers at once (concurrency 16): the CPU cost of runner and simulator together\n\n", maxRate)
+	fmt.Printf("ceiling: %.0f calls/s with a simulator that answers at once (concurrency 64): the CPU cost of runner and simulator together\n\n", maxRate)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "CONCURRENCY\tCALLS\tELAPSED\tCALLS/S\tIDEAL (C/%s)\tEXPECTED min(IDEAL, CEILING)\tOF EXPECTED\tFAILED\n", latency)
 	for _, f := range strings.Split(concs, ",") {
