@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -309,4 +310,43 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// The driver's command line is the real script's: its dry run, which needs only
+// python3, accepts every flag the driver passes and reads back the same values.
+func TestPEFTDriverSpeaksTheRealScriptsFlags(t *testing.T) {
+	if _, err := exec.LookPath(DefaultPython); err != nil {
+		t.Skip("no python3 on this host")
+	}
+	script, _ := filepath.Abs(filepath.Join("..", "..", DefaultScript))
+	data, _ := filepath.Abs("../../trainers/peft/testdata/ok")
+	if _, err := os.Stat(script); err != nil {
+		t.Skipf("no PEFT script: %v", err)
+	}
+	tr := NewPEFT(PEFTOptions{Name: "gpu", Script: script, Hyperparameters: config.Hyperparameters{Rank: 8, Dropout: 0.1}})
+	for _, base := range []string{TinyRandomLlama, "meta-llama/Llama-3.2-1B-Instruct"} {
+		job := Job{ID: "tj-1", Base: base, DataDir: data, MaxSteps: 5, Seed: 3,
+			Hyperparameters: config.Hyperparameters{LearningRate: 1e-3, MaxLength: 4096}}
+		res, err := tr.DryRun(context.Background(), job)
+		if err != nil || !res.OK {
+			t.Fatalf("%s: DryRun = ok %t, %v\n%s\n%s", base, res.OK, err, res.Summary, res.Stderr)
+		}
+		var sum struct {
+			Model           string         `json:"model"`
+			Hyperparameters map[string]any `json:"hyperparameters"`
+		}
+		if err := json.Unmarshal(res.Summary, &sum); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]any{"rank": 8.0, "alpha": 32.0, "dropout": 0.1, "epochs": 3.0, "max_steps": 5.0,
+			"lr": 0.001, "batch_size": 8.0, "max_length": 4096.0, "seed": 3.0, "qlora": false}
+		for k, v := range want {
+			if sum.Hyperparameters[k] != v {
+				t.Errorf("%s: the script read %s = %v, want %v", base, k, sum.Hyperparameters[k], v)
+			}
+		}
+		if sum.Model != base {
+			t.Errorf("the script's model = %q, want %q", sum.Model, base)
+		}
+	}
 }
