@@ -82,6 +82,18 @@ type Trainer struct {
 	Hyperparameters Hyperparameters `koanf:"hyperparameters"`
 	// NeMo holds the settings only a NeMo Customizer trainer has.
 	NeMo NeMoTrainer `koanf:"nemo"`
+	// ServeBackend names the configured backend that serves this trainer's results
+	// (a vLLM server started with --enable-lora, a NIM that serves LoRA adapters):
+	// `downshift tune` registers each trained adapter as a candidate model on it, by
+	// the adapter's name, and evaluates it at once. Unset for openai-ft: the fine-tuned
+	// model is served by base_url itself. Unset otherwise: the result is not
+	// registered, and the job's adapter is left for the operator to serve.
+	ServeBackend string `koanf:"serve_backend"`
+	// LoadAdapter asks ServeBackend to load a peft adapter at run time, from the
+	// directory the job wrote (vLLM's POST /v1/load_lora_adapter, which needs
+	// VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and a path the server can read). Off: the
+	// server must already serve the adapter by name.
+	LoadAdapter bool `koanf:"load_adapter"`
 }
 
 // Hyperparameters of a LoRA fine-tuning job. Zero means the trainer's default: for

@@ -142,6 +142,7 @@ func TestFullConfigDecodesEveryValue(t *testing.T) {
 				Script: "/opt/downshift/trainers/peft/train.py", PollInterval: 5 * time.Second,
 				Hyperparameters: Hyperparameters{Rank: 8, Alpha: 16, Dropout: 0.1, Epochs: 2,
 					LearningRate: 0.0001, BatchSize: 4, MaxLength: 4096},
+				ServeBackend: "local", LoadAdapter: true,
 			},
 			{
 				Name: "openai", Kind: "openai-ft", BaseURL: "https://api.openai.com/v1", APIKeyEnv: "OPENAI_API_KEY",

@@ -25,7 +25,11 @@ func (c Config) Validate() error {
 	v.aliases(c)
 	v.privacy(c.Privacy)
 	v.auth(c.Auth)
-	v.tune(c.Tune)
+	backends := make(map[string]bool, len(c.Backends))
+	for _, b := range c.Backends {
+		backends[b.Name] = true
+	}
+	v.tune(c.Tune, backends)
 	return errors.Join(v.errs...)
 }
 
@@ -349,7 +353,7 @@ func (v *validator) auth(a Auth) {
 	}
 }
 
-func (v *validator) tune(t Tune) {
+func (v *validator) tune(t Tune, backends map[string]bool) {
 	seen := map[string]int{}
 	for i, tr := range t.Trainers {
 		key := fmt.Sprintf("tune.trainers[%d]", i)
@@ -385,6 +389,12 @@ func (v *validator) tune(t Tune) {
 			unused("script", tr.Script != "")
 		}
 		v.hyperparameters(key+".hyperparameters", tr.Kind, tr.Hyperparameters)
+		if tr.ServeBackend != "" && !backends[tr.ServeBackend] {
+			v.add(key+".serve_backend", "names no configured backend: %q", tr.ServeBackend)
+		}
+		if tr.LoadAdapter && (tr.Kind != TrainerPEFT || tr.ServeBackend == "") {
+			v.add(key+".load_adapter", "needs kind %q and serve_backend", TrainerPEFT)
+		}
 		n := tr.NeMo
 		if tr.Kind != TrainerNeMo {
 			unused("nemo", n != NeMoTrainer{})
