@@ -14,6 +14,7 @@ func commands() []*cobra.Command {
 		newAnalyzeCmd(),
 		newEvalCmd(),
 		newExportCmd(),
+		newTuneCmd(),
 		newModelsCmd(),
 	}
 }
