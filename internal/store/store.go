@@ -149,6 +149,7 @@ type Store interface {
 	ModelStore    // the models added to the catalog at run time
 	EvalStore     // eval sets, evaluation runs and their scored results
 	TuneJobStore  // fine-tuning jobs, their state and logs
+	PolicyStore   // each workload's versioned routing policy
 
 	// InsertCalls writes calls in one transaction: all or none. A call without an ID, or
 	// with an ID already stored, fails the whole batch.
