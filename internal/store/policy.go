@@ -80,8 +80,10 @@ type Policy struct {
 	// MinSamples is how many results a window needs before the thresholds apply, at
 	// most Window. 0: Window (a full window).
 	MinSamples int
-	// PromoteAfter is how many results under this version must meet the thresholds
-	// before an automatic step forward (shadow → canary → serve); 0 never promotes.
+	// PromoteAfter is how many of the candidate's calls in a row under this version
+	// (shadowed calls in shadow mode, answered calls in canary) must meet the
+	// thresholds before an automatic step forward (shadow → canary → serve); 0 never
+	// promotes, and neither does a policy without thresholds.
 	PromoteAfter int
 
 	At        time.Time // when the version was saved
