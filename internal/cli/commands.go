@@ -15,6 +15,7 @@ func commands() []*cobra.Command {
 		newEvalCmd(),
 		newExportCmd(),
 		newTuneCmd(),
+		newShiftCmd(),
 		newModelsCmd(),
 	}
 }
