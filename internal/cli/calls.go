@@ -45,6 +45,12 @@ type storeFlags struct {
 	config string
 }
 
+// register adds --config (-c) and --db to a command that only reads the store.
+func (f *storeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", "YAML config naming the store")
+	cmd.Flags().StringVar(&f.db, "db", "", "SQLite database file (default: --config's store.dsn, else downshift.db)")
+}
+
 // target resolves the store the flags name: --db, else --config's store section, else
 // downshift.db.
 func (f *storeFlags) target() (driver, dsn string, err error) {

@@ -328,8 +328,7 @@ func newEvalShowCmd() *cobra.Command {
 			return eval.WriteTable(cmd.OutOrStdout(), lb)
 		},
 	}
-	cmd.Flags().StringVarP(&sf.config, "config", "c", "", "YAML config naming the store")
-	cmd.Flags().StringVar(&sf.db, "db", "", "SQLite database file (default: --config's store.dsn, else downshift.db)")
+	sf.register(cmd)
 	cmd.Flags().StringVar(&workload, "workload", "", "only this workload's runs")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the leaderboard as JSON")
 	return cmd

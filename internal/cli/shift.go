@@ -243,8 +243,7 @@ func newShiftListCmd() *cobra.Command {
 			return writePolicies(cmd.OutOrStdout(), ps, asJSON)
 		},
 	}
-	cmd.Flags().StringVarP(&sf.config, "config", "c", "", "YAML config naming the store")
-	cmd.Flags().StringVar(&sf.db, "db", "", "SQLite database file (default: --config's store.dsn, else downshift.db)")
+	sf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -274,8 +273,7 @@ func newShiftHistoryCmd() *cobra.Command {
 			return writePolicies(cmd.OutOrStdout(), ps, asJSON)
 		},
 	}
-	cmd.Flags().StringVarP(&sf.config, "config", "c", "", "YAML config naming the store")
-	cmd.Flags().StringVar(&sf.db, "db", "", "SQLite database file (default: --config's store.dsn, else downshift.db)")
+	sf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -334,8 +334,7 @@ func newTuneStatusCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVarP(&sf.config, "config", "c", "", "YAML config naming the store")
-	cmd.Flags().StringVar(&sf.db, "db", "", "SQLite database file (default: --config's store.dsn, else downshift.db)")
+	sf.register(cmd)
 	cmd.Flags().StringVar(&workload, "workload", "", "only this workload's jobs")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
@@ -358,8 +357,7 @@ func newTuneLogsCmd() *cobra.Command {
 			return runTuneLogs(ctx, st, args[0], follow, time.Second, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVarP(&sf.config, "config", "c", "", "YAML config naming the store")
-	cmd.Flags().StringVar(&sf.db, "db", "", "SQLite database file (default: --config's store.dsn, else downshift.db)")
+	sf.register(cmd)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until the job ends")
 	return cmd
 }
