@@ -138,6 +138,11 @@ func evaluate(ctx context.Context, st store.Store, kr *seal.Keyring, cat *backen
 		judge = &eval.Judge{Model: m}
 	}
 	fmt.Fprintf(out, "evaluating workload %s (%s) against %s\n", w.ID, w.Label, strings.Join(o.candidates, ", "))
+	for _, m := range cands {
+		if m.Price == (config.Price{}) {
+			fmt.Fprintf(out, "warning: %s has no price in the catalog: it is costed at $0, so any saving shown for it is not real\n", m.Name)
+		}
+	}
 	var prog *progress
 	last := 0
 	res, err := eval.Evaluate(ctx, eval.Options{

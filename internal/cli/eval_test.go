@@ -215,3 +215,18 @@ func TestEvalRanksDegradedCandidatesAndRecommends(t *testing.T) {
 		t.Errorf("second run did not reuse the eval set:\n%s", stdout.String())
 	}
 }
+
+// TestEvalWarnsOfUnpricedCandidates: a candidate without a price is costed at $0, and
+// the command says that its saving is not real.
+func TestEvalWarnsOfUnpricedCandidates(t *testing.T) {
+	f := newEvalFixture(t, map[string]sim.Degrade{"free-1b": {}}, map[string][2]float64{"gpt-4o": {2.5, 10}, "free-1b": {0, 0}})
+	var out strings.Builder
+	o := evalOptions{workload: f.workload, candidates: []string{"free-1b"}, variants: []string{eval.VariantZeroShot},
+		size: 20, seed: 1, concurrency: 4, attempts: 1, threshold: 0.95}
+	if err := runEval(context.Background(), &storeFlags{config: f.config}, o, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "warning: free-1b has no price in the catalog") {
+		t.Errorf("no warning:\n%s", out.String())
+	}
+}
