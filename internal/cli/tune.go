@@ -31,6 +31,7 @@ type tuneOptions struct {
 	hyper                   config.Hyperparameters
 	maxSteps, seed          int
 	qlora, detach, noEval   bool
+	dryRun                  bool
 	evalCandidates          []string
 	evalVariants            []string
 }
@@ -71,6 +72,7 @@ running; tune status and tune logs follow it).`,
 	f.BoolVar(&o.qlora, "qlora", false, "train on a 4-bit quantised base (peft, with bitsandbytes)")
 	f.BoolVar(&o.detach, "detach", false, "on Ctrl-C leave a remote job running instead of cancelling it")
 	f.BoolVar(&o.noEval, "no-eval", false, "do not evaluate the result")
+	f.BoolVar(&o.dryRun, "dry-run", false, "export and validate the data and hyperparameters with the trainer's dry run (peft; imports no ML library), then stop")
 	f.StringSliceVar(&o.evalCandidates, "eval-candidates", nil, "other candidates to evaluate beside the result")
 	f.StringSliceVar(&o.evalVariants, "eval-variants", []string{eval.VariantZeroShot}, "variants to evaluate the result in")
 	for _, name := range []string{"config", "workload", "base", "trainer"} {
@@ -135,6 +137,9 @@ func runTune(ctx context.Context, sf *storeFlags, o tuneOptions, out, errOut io.
 
 	job := tune.Job{ID: id, Workload: w.ID, Base: o.base, DataDir: filepath.Join(dir, "data"), OutDir: filepath.Join(dir, "out"),
 		Hyperparameters: o.hyper, Seed: o.seed, MaxSteps: o.maxSteps, QLoRA: o.qlora}
+	if o.dryRun {
+		return tuneDryRun(ctx, tr, job, out)
+	}
 	params, err := json.Marshal(map[string]any{"hyperparameters": tune.Hyperparameters(tr, o.hyper),
 		"max_steps": o.maxSteps, "seed": o.seed, "qlora": o.qlora, "format": format, "eval_set": manifest.EvalSetID})
 	if err != nil {
@@ -199,6 +204,38 @@ func runTune(ctx context.Context, sf *storeFlags, o tuneOptions, out, errOut io.
 	_, _, err = evaluate(ctx, st, kr, cat, evalOptions{workload: w.ID, candidates: append(o.evalCandidates, entry.Model.Name),
 		variants: o.evalVariants, k: 3, size: 200, seed: 1, concurrency: 8, attempts: 4, threshold: 0.95, out: dir}, out, errOut)
 	return err
+}
+
+// tuneDryRun runs the trainer's dry run on an exported job and prints its verdict.
+func tuneDryRun(ctx context.Context, tr tune.Trainer, job tune.Job, out io.Writer) error {
+	p, ok := tr.(*tune.PEFT)
+	if !ok {
+		return fmt.Errorf("trainer %s has no dry run (only peft trainers do); the data was exported to %s", tr.Name(), job.DataDir)
+	}
+	res, err := p.DryRun(ctx, job)
+	if err != nil {
+		return err
+	}
+	var sum struct {
+		Plan     map[string]any `json:"plan"`
+		Errors   []string       `json:"errors"`
+		Warnings []struct {
+			Message string `json:"message"`
+			Count   int    `json:"count"`
+		} `json:"warnings"`
+	}
+	_ = json.Unmarshal(res.Summary, &sum)
+	for _, w := range sum.Warnings {
+		fmt.Fprintf(out, "warning: %s (%dx)\n", w.Message, w.Count)
+	}
+	if !res.OK {
+		for _, e := range sum.Errors {
+			fmt.Fprintf(out, "error: %s\n", e)
+		}
+		return fmt.Errorf("dry run: the data or hyperparameters would not train (%d errors)", len(sum.Errors))
+	}
+	fmt.Fprintf(out, "dry run: ok; plan %v; no job was started\n", sum.Plan)
+	return nil
 }
 
 // unsafeName matches what may not be in a model name made from a job.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -192,5 +193,40 @@ func TestLoadAdapterAsksVLLM(t *testing.T) {
 	err := loadAdapter(context.Background(), b, "refuse", "x")
 	if err == nil || !strings.Contains(err.Error(), "VLLM_ALLOW_RUNTIME_LORA_UPDATING") || !strings.Contains(err.Error(), "disabled") {
 		t.Errorf("refusal: %v", err)
+	}
+}
+
+// TestTuneDryRunValidatesWithTheRealScript exports the workload and runs the bundled
+// train.py's dry run on it (python3, no ML library needed); no job is started.
+func TestTuneDryRunValidatesWithTheRealScript(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed (.ci/run installs it)")
+	}
+	f := newEvalFixture(t, nil, map[string][2]float64{"gpt-4o": {2.5, 10}})
+	script, err := filepath.Abs("../../trainers/peft/train.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.OpenFile(f.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(cfg, "tune:\n  trainers:\n    - {name: local, kind: peft, script: %q}\n", script)
+	cfg.Close()
+	var out strings.Builder
+	o := tuneOptions{workload: f.workload, base: "tiny-random-llama", trainer: "local", dir: t.TempDir(), dryRun: true}
+	if err := runTune(context.Background(), &storeFlags{config: f.config}, o, &out, io.Discard); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "dry run: ok") || !strings.Contains(out.String(), "total_steps") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	st, err := openStore(context.Background(), "sqlite", f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if jobs, _ := st.ListTuneJobs(context.Background(), ""); len(jobs) != 0 {
+		t.Errorf("a dry run started %d jobs", len(jobs))
 	}
 }
