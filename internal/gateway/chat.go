@@ -22,7 +22,8 @@ const (
 	HeaderWorkload = "X-Downshift-Workload"
 	HeaderRoute    = "X-Downshift-Route"
 	HeaderModel    = "X-Downshift-Model"
-	// HeaderSimulated is set by upstreams (downshift's simulator) on invented answers.
+	// HeaderSimulated is set by upstreams (downshift's simulator) on answers that are not
+	// the named model's own: invented, degraded, or another model's replayed answer.
 	HeaderSimulated = "X-Downshift-Simulated"
 )
 

@@ -134,8 +134,8 @@ type ChatCompletion struct {
 	Usage             *Usage   `json:"usage,omitempty"`
 	SystemFingerprint string   `json:"system_fingerprint,omitempty"`
 	ServiceTier       string   `json:"service_tier,omitempty"`
-	// Simulated is set by downshift's simulator on answers it invented rather than
-	// replayed. Real upstreams never send it.
+	// Simulated is set by downshift's simulator on answers that are not the named
+	// model's own: invented, degraded, or another model's recorded answer replayed.
 	Simulated bool `json:"simulated,omitempty"`
 }
 
