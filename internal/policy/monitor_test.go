@@ -100,6 +100,21 @@ func (g *rig) history(t *testing.T, workload string) []store.Policy {
 }
 
 // metric returns the value of the counter or gauge name with labels, 0 when absent.
+// metricSoon is metric read until it equals want or a second has passed: the monitor
+// counts a step after its Step returns, so a test that has just seen Step return may
+// read the counter a moment too early.
+func (g *rig) metricSoon(t *testing.T, name string, labels map[string]string, want float64) float64 {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for {
+		got := g.metric(t, name, labels)
+		if got == want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (g *rig) metric(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
 	fams, err := g.reg.Gather()
@@ -176,7 +191,7 @@ func TestDegradedCandidateIsRolledBackStepByStep(t *testing.T) {
 	if d := g.r.Decide("w", 1); d.Version != 2 {
 		t.Errorf("the snapshot was not refreshed after the step: %+v", d)
 	}
-	if got := g.metric(t, "downshift_policy_steps_total", map[string]string{"workload": "w", "kind": "rollback", "from": "serve", "to": "canary"}); got != 1 {
+	if got := g.metricSoon(t, "downshift_policy_steps_total", map[string]string{"workload": "w", "kind": "rollback", "from": "serve", "to": "canary"}, 1); got != 1 {
 		t.Errorf("steps_total{rollback serve->canary} = %v, want 1", got)
 	}
 
@@ -295,7 +310,7 @@ func TestRollbackDoesNotOverwriteAHumanChange(t *testing.T) {
 	if len(h) != 2 || h[0].Automatic || h[0].Reason != "try the new adapter" {
 		t.Fatalf("history %+v: want the person's version 2 on top and nothing after", h)
 	}
-	if got := g.metric(t, "downshift_policy_step_failures_total", map[string]string{"workload": "w", "reason": "conflict"}); got != 1 {
+	if got := g.metricSoon(t, "downshift_policy_step_failures_total", map[string]string{"workload": "w", "reason": "conflict"}, 1); got != 1 {
 		t.Errorf("step_failures_total{conflict} = %v, want 1", got)
 	}
 	if d := g.r.Decide("w", 1); d.Version != 2 {
@@ -362,7 +377,7 @@ func TestPromotionAfterThresholdsHeld(t *testing.T) {
 	if v3 := g.history(t, "w")[0]; v3.Version != 3 || v3.Mode != store.ModeServe || !strings.Contains(v3.Reason, "guard pass rate 1.00 ≥ 0.95") {
 		t.Fatalf("after the second promotion: %+v", v3)
 	}
-	if got := g.metric(t, "downshift_policy_steps_total", map[string]string{"workload": "w", "kind": "promotion", "from": "canary", "to": "serve"}); got != 1 {
+	if got := g.metricSoon(t, "downshift_policy_steps_total", map[string]string{"workload": "w", "kind": "promotion", "from": "canary", "to": "serve"}, 1); got != 1 {
 		t.Errorf("steps_total{promotion canary->serve} = %v, want 1", got)
 	}
 	// Serve is as far as it goes.
