@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,45 +29,94 @@ type evalFixture struct {
 	calls                map[string]store.Call // the workload's calls by id
 }
 
+// evalTemplate is the store every evalFixture starts from, built once per test binary:
+// importing and tokenising the tau-bench calls is the slow part (tens of seconds under
+// the race detector), so each fixture copies the file instead.
+var evalTemplate struct {
+	once  sync.Once
+	dir   string
+	calls map[string]store.Call // the workload's calls by id
+	err   error
+}
+
+const evalWorkload = "wl-reservation-details"
+
+// evalTemplateDB builds the template: the tau-bench calls whose reference called
+// get_reservation_details, imported and saved as one workload.
+func evalTemplateDB(t *testing.T) (string, map[string]store.Call) {
+	t.Helper()
+	evalTemplate.once.Do(func() {
+		e := &evalTemplate
+		calls, err := dataset.BundledCalls(dataset.NameTauBench)
+		if err != nil {
+			e.err = err
+			return
+		}
+		var picked []dataset.Call
+		for _, c := range calls {
+			if len(c.Answers) > 0 && len(c.Answers[0].Message.ToolCalls) > 0 &&
+				c.Answers[0].Message.ToolCalls[0].Function.Name == "get_reservation_details" {
+				picked = append(picked, c)
+			}
+		}
+		if e.dir, e.err = os.MkdirTemp("", "downshift-eval-template-"); e.err != nil {
+			return
+		}
+		ctx := context.Background()
+		st, err := openStore(ctx, "sqlite", filepath.Join(e.dir, "downshift.db"))
+		if err != nil {
+			e.err = err
+			return
+		}
+		defer st.Close()
+		var imported []store.Call
+		im := dataset.Importer{Call: func(c store.Call) error { imported = append(imported, c); return nil }}
+		if e.err = im.TauBench(picked); e.err != nil {
+			return
+		}
+		if _, e.err = st.ImportCalls(ctx, imported); e.err != nil {
+			return
+		}
+		e.calls = map[string]store.Call{}
+		assign := map[string]string{}
+		for _, c := range imported {
+			if bytes.Contains(c.Response, []byte(`"name":"get_reservation_details"`)) {
+				assign[c.ID] = evalWorkload
+				e.calls[c.ID] = c
+			}
+		}
+		if len(assign) < 300 {
+			e.err = fmt.Errorf("only %d get_reservation_details calls", len(assign))
+			return
+		}
+		if e.err = st.SaveWorkloads(ctx, store.WorkloadRun{ID: "run1", At: time.Now()},
+			[]store.Workload{{ID: evalWorkload, Label: "get_reservation_details", Calls: len(assign)}}); e.err != nil {
+			return
+		}
+		e.err = st.AssignWorkloads(ctx, assign)
+	})
+	if evalTemplate.err != nil {
+		t.Fatal(evalTemplate.err)
+	}
+	return filepath.Join(evalTemplate.dir, "downshift.db"), evalTemplate.calls
+}
+
 func newEvalFixture(t *testing.T, candidates map[string]sim.Degrade, prices map[string][2]float64) *evalFixture {
 	t.Helper()
-	calls, err := dataset.BundledCalls(dataset.NameTauBench)
+	template, calls := evalTemplateDB(t)
+	all, err := dataset.BundledCalls(dataset.NameTauBench)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &evalFixture{workload: "wl-reservation-details", calls: map[string]store.Call{}}
-	f.upstream = startSim(t, sim.Options{Mode: sim.ModeReplay, Calls: calls, Candidates: candidates, Seed: 1})
+	f := &evalFixture{workload: evalWorkload, calls: calls}
+	f.upstream = startSim(t, sim.Options{Mode: sim.ModeReplay, Calls: all, Candidates: candidates, Seed: 1})
 	dir := t.TempDir()
 	f.db = filepath.Join(dir, "downshift.db")
-	st, err := openStore(context.Background(), "sqlite", f.db)
+	raw, err := os.ReadFile(template) // closed, so its WAL is checkpointed into the file
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	var imported []store.Call
-	im := dataset.Importer{Call: func(c store.Call) error { imported = append(imported, c); return nil }}
-	if err := im.TauBench(calls); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.ImportCalls(context.Background(), imported); err != nil {
-		t.Fatal(err)
-	}
-	assign := map[string]string{}
-	for _, c := range imported {
-		if bytes.Contains(c.Response, []byte(`"name":"get_reservation_details"`)) {
-			assign[c.ID] = f.workload
-			f.calls[c.ID] = c
-		}
-	}
-	if len(assign) < 300 {
-		t.Fatalf("only %d get_reservation_details calls", len(assign))
-	}
-	now := time.Now()
-	if err := st.SaveWorkloads(context.Background(), store.WorkloadRun{ID: "run1", At: now},
-		[]store.Workload{{ID: f.workload, Label: "get_reservation_details", Calls: len(assign)}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AssignWorkloads(context.Background(), assign); err != nil {
+	if err := os.WriteFile(f.db, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var models strings.Builder
@@ -229,4 +279,12 @@ func TestEvalWarnsOfUnpricedCandidates(t *testing.T) {
 	if !strings.Contains(out.String(), "warning: free-1b has no price in the catalog") {
 		t.Errorf("no warning:\n%s", out.String())
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if evalTemplate.dir != "" {
+		os.RemoveAll(evalTemplate.dir)
+	}
+	os.Exit(code)
 }
