@@ -45,6 +45,13 @@ type storeFlags struct {
 	config string
 }
 
+// writeIndentedJSON writes v as indented JSON, for the --json of table commands.
+func writeIndentedJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 // register adds --config (-c) and --db to a command that only reads the store.
 func (f *storeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&f.config, "config", "c", "", "YAML config naming the store")

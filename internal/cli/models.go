@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -380,9 +379,7 @@ func runModelsList(cfg config.Config, runtime []store.CatalogModel, asJSON bool,
 			"until they do; see the problem column, and remove them with downshift models rm NAME")
 	}
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		return writeIndentedJSON(w, rows)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSOURCE\tBACKEND\tROLE\tPARAMS\tCONTEXT\tLICENCE\tMEMORY\tPRICE IN/OUT PER 1M TOKENS")

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -280,9 +279,7 @@ func newShiftHistoryCmd() *cobra.Command {
 
 func writePolicies(w io.Writer, ps []store.Policy, asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ps)
+		return writeIndentedJSON(w, ps)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKLOAD\tVERSION\tPOLICY\tTHRESHOLDS\tAT\tBY\tREASON")

@@ -353,9 +353,7 @@ func newTuneStatusCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(jobs)
+				return writeIndentedJSON(w, jobs)
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "JOB\tWORKLOAD\tBASE\tTRAINER\tSTATUS\tPROGRESS\tCREATED\tADAPTER / ERROR")
