@@ -82,8 +82,76 @@ type Call struct {
 	// assignment; empty until then. It is distinct from Workload, the client's tag.
 	WorkloadID string
 
+	// What the workload's shift policy did with the call (see package policy); all
+	// zero for a call under no policy, which the reference answered as usual.
+	Mode          string // the mode the call was decided under (Mode*); "" for none
+	PolicyVersion int    // the policy version it was decided under; 0 for none
+	Candidate     string // the policy's candidate model
+	// Guard is the guards' verdict on the candidate's answer: "" when none was
+	// checked, GuardPass, the failed checks comma-separated ("tool_known,schema_valid"),
+	// or GuardUnanswered when the candidate gave no answer to check.
+	Guard string
+	// Second is the call's second answer, when the policy asked for one; nil otherwise.
+	Second *SecondAnswer
+	// ReferenceCostUSD is what the call would have cost had the reference model
+	// answered it: CostUSD when it did; for a call the candidate answered, the cost of
+	// the reference's verification answer, or else the reference's prices applied to
+	// the candidate's token counts (ReferenceCostEstimated).
+	ReferenceCostUSD       float64
+	ReferenceCostEstimated bool
+
 	Request  []byte
 	Response []byte
+}
+
+// Guard verdicts (Call.Guard) other than a list of failed checks.
+const (
+	GuardPass       = "pass"
+	GuardUnanswered = "unanswered" // an error, a timeout or a cut stream: nothing to check
+)
+
+// Kinds of second answer (SecondAnswer.Kind).
+const (
+	// SecondShadow: the candidate's answer to a call the reference answered (shadow).
+	SecondShadow = "shadow"
+	// SecondVerify: the reference's answer to a call the candidate answered, asked in
+	// the background to keep measuring agreement (canary, serve).
+	SecondVerify = "verify"
+	// SecondRejected: the candidate's answer the guards refused; the reference answered
+	// the client instead (RouteEscalated).
+	SecondRejected = "rejected"
+)
+
+// SecondAnswer is the answer of the model that did not answer the client. Its payload
+// is not kept: only what it cost and how it compared.
+type SecondAnswer struct {
+	Kind   string // one of the Second* constants
+	Model  string // the configured model that gave it
+	Status int    // its HTTP status; 0 when none came
+	// Error says why there is no answer to compare (timeout, unreachable, busy); never
+	// a secret or a payload.
+	Error            string
+	PromptTokens     int
+	CompletionTokens int
+	Latency          time.Duration
+	CostUSD          float64
+	Simulated        bool
+	// Compared is true when Agreement and Pass hold compare's score of the candidate's
+	// answer against the reference's.
+	Compared  bool
+	Agreement float64
+	Pass      bool
+}
+
+// SavingsUSD is what the call saved against the reference answering it alone: the
+// reference's cost less what was paid, the second answer included (so shadowing
+// costs money and shows as a negative saving).
+func (c *Call) SavingsUSD() float64 {
+	paid := c.CostUSD
+	if c.Second != nil {
+		paid += c.Second.CostUSD
+	}
+	return c.ReferenceCostUSD - paid
 }
 
 // Sources of calls (Call.Source).

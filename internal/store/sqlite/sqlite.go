@@ -129,14 +129,19 @@ func (db *DB) Check(ctx context.Context) error {
 const callColumns = `id, started_at, finished_at, client_id, workload, fingerprint,
 	requested_model, served_model, backend, route, stream, status, error_type, error_message,
 	prompt_tokens, completion_tokens, cached_tokens, tokens_estimated, latency_us, ttft_us,
-	cost_usd, simulated, redactions, key_id, source, ground_truth, workload_id`
+	cost_usd, simulated, redactions, key_id, source, ground_truth, workload_id,
+	mode, policy_version, candidate, guard, second_kind, second_model, second_status,
+	second_error, second_prompt_tokens, second_completion_tokens, second_latency_us,
+	second_cost_usd, second_simulated, agreement, agreement_pass, reference_cost_usd,
+	reference_cost_estimated`
 
-const insertCall = `INSERT INTO calls (` + callColumns + `, request, response)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// insertCall has one placeholder per column of callColumns, and two for the payloads.
+var insertCall = `INSERT INTO calls (` + callColumns + `, request, response)
+	VALUES (` + strings.Repeat("?, ", strings.Count(callColumns, ",")+2) + `?)`
 
 // importCall skips only a call whose id is taken; any other constraint still fails
 // (INSERT OR IGNORE would swallow those too).
-const importCall = insertCall + ` ON CONFLICT (id) DO NOTHING`
+var importCall = insertCall + ` ON CONFLICT (id) DO NOTHING`
 
 // InsertCalls writes calls in one transaction: all or none.
 func (db *DB) InsertCalls(ctx context.Context, calls []store.Call) error {
@@ -179,6 +184,14 @@ func (db *DB) insert(ctx context.Context, op, query string, calls []store.Call) 
 	defer stmt.Close()
 	for i := range calls {
 		c := &calls[i]
+		var sec store.SecondAnswer
+		if c.Second != nil {
+			sec = *c.Second
+		}
+		var agreement any // NULL when nothing was compared
+		if sec.Compared {
+			agreement = sec.Agreement
+		}
 		res, err := stmt.ExecContext(ctx,
 			c.ID, c.StartedAt.UnixMicro(), c.FinishedAt.UnixMicro(),
 			c.ClientID, c.Workload, c.Fingerprint,
@@ -187,6 +200,10 @@ func (db *DB) insert(ctx context.Context, op, query string, calls []store.Call) 
 			c.PromptTokens, c.CompletionTokens, c.CachedTokens, c.TokensEstimated,
 			c.Latency.Microseconds(), c.TTFT.Microseconds(), c.CostUSD, c.Simulated,
 			redactionsJSON(c.Redactions), c.KeyID, c.Source, c.GroundTruth, c.WorkloadID,
+			c.Mode, c.PolicyVersion, c.Candidate, c.Guard,
+			sec.Kind, sec.Model, sec.Status, sec.Error, sec.PromptTokens, sec.CompletionTokens,
+			sec.Latency.Microseconds(), sec.CostUSD, sec.Simulated, agreement, sec.Pass,
+			c.ReferenceCostUSD, c.ReferenceCostEstimated,
 			blob(c.Request), blob(c.Response))
 		if err != nil {
 			if isConstraint(err) {
@@ -409,14 +426,27 @@ func scanCall(scan func(dest ...any) error, withPayloads bool) (store.Call, erro
 		started, finished, latency, ttft int64
 		route                            string
 		redactions                       sql.NullString
+		sec                              store.SecondAnswer
+		secLatency                       int64
+		agreement                        sql.NullFloat64
 	)
 	err := scan(&c.ID, &started, &finished, &c.ClientID, &c.Workload, &c.Fingerprint,
 		&c.RequestedModel, &c.ServedModel, &c.Backend, &route, &c.Stream, &c.Status,
 		&c.ErrorType, &c.ErrorMessage, &c.PromptTokens, &c.CompletionTokens, &c.CachedTokens,
 		&c.TokensEstimated, &latency, &ttft, &c.CostUSD, &c.Simulated, &redactions, &c.KeyID,
-		&c.Source, &c.GroundTruth, &c.WorkloadID, &c.Request, &c.Response)
+		&c.Source, &c.GroundTruth, &c.WorkloadID,
+		&c.Mode, &c.PolicyVersion, &c.Candidate, &c.Guard,
+		&sec.Kind, &sec.Model, &sec.Status, &sec.Error, &sec.PromptTokens, &sec.CompletionTokens,
+		&secLatency, &sec.CostUSD, &sec.Simulated, &agreement, &sec.Pass,
+		&c.ReferenceCostUSD, &c.ReferenceCostEstimated,
+		&c.Request, &c.Response)
 	if err != nil {
 		return store.Call{}, err
+	}
+	if sec.Kind != "" {
+		sec.Latency = time.Duration(secLatency) * time.Microsecond
+		sec.Compared, sec.Agreement = agreement.Valid, agreement.Float64
+		c.Second = &sec
 	}
 	if redactions.Valid && redactions.String != "" {
 		if err := json.Unmarshal([]byte(redactions.String), &c.Redactions); err != nil {

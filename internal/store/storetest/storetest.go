@@ -88,6 +88,16 @@ func fullCall(i int) store.Call {
 		Source:           store.SourceFlywheel,
 		GroundTruth:      true,
 		WorkloadID:       "wl-01",
+		Mode:             store.ModeCanary,
+		PolicyVersion:    7,
+		Candidate:        "llama-3.1-8b",
+		Guard:            "tool_known,schema_valid",
+		Second: &store.SecondAnswer{Kind: store.SecondVerify, Model: "gpt-4o", Status: 200,
+			Error: "not an error, but kept", PromptTokens: 1201, CompletionTokens: 40,
+			Latency: 2345678 * time.Nanosecond, CostUSD: 0.0042, Simulated: true,
+			Compared: true, Agreement: 0.625, Pass: true},
+		ReferenceCostUSD:       0.0042,
+		ReferenceCostEstimated: true,
 		Request:          []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"héllo 👋"}]}`),
 		Response:         []byte(`{"error":{"message":"no","type":"upstream_error"}}`),
 	}
@@ -99,6 +109,11 @@ func stored(c store.Call) store.Call {
 	c.FinishedAt = c.FinishedAt.Truncate(time.Microsecond).UTC()
 	c.Latency = c.Latency.Truncate(time.Microsecond)
 	c.TTFT = c.TTFT.Truncate(time.Microsecond)
+	if c.Second != nil {
+		sec := *c.Second
+		sec.Latency = sec.Latency.Truncate(time.Microsecond)
+		c.Second = &sec
+	}
 	if len(c.Request) == 0 {
 		c.Request = nil
 	}
@@ -173,6 +188,11 @@ func testRoundTrip(t *testing.T, s store.Store) {
 	noRedactions := fullCall(7)
 	noRedactions.Redactions, noRedactions.KeyID = map[string]int{}, ""
 	noRedactions.Source, noRedactions.GroundTruth, noRedactions.WorkloadID = "", false, ""
+	// A second answer that could not be compared: agreement 0 is not "compared, 0".
+	uncompared := fullCall(9)
+	uncompared.Second = &store.SecondAnswer{Kind: store.SecondShadow, Model: "llama-3.1-8b", Error: "timeout"}
+	compared0 := fullCall(10)
+	compared0.Second = &store.SecondAnswer{Kind: store.SecondShadow, Model: "llama-3.1-8b", Status: 200, Compared: true}
 	// Sealed payloads are random-looking bytes, NULs and invalid UTF-8 included, and
 	// must come back exactly.
 	sealed := fullCall(8)
@@ -183,6 +203,7 @@ func testRoundTrip(t *testing.T, s store.Store) {
 		"full": full, "zero": zero, "empty payloads": emptyPayloads, "big payloads": bigPayloads,
 		"local time zone": inZone, "binary payload": binary, "ok call": okCall,
 		"empty redactions, plaintext": noRedactions, "sealed payloads": sealed,
+		"second answer not compared": uncompared, "second answer compared, agreement 0": compared0,
 	}
 	var all []store.Call
 	for _, c := range cases {
