@@ -98,8 +98,8 @@ func fullCall(i int) store.Call {
 			Compared: true, Agreement: 0.625, Pass: true},
 		ReferenceCostUSD:       0.0042,
 		ReferenceCostEstimated: true,
-		Request:          []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"héllo 👋"}]}`),
-		Response:         []byte(`{"error":{"message":"no","type":"upstream_error"}}`),
+		Request:                []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"héllo 👋"}]}`),
+		Response:               []byte(`{"error":{"message":"no","type":"upstream_error"}}`),
 	}
 }
 
