@@ -68,9 +68,24 @@ func (o *onlineAssigner) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// assign sets c.WorkloadID. It runs in the recorder before redaction, on the request
-// as the client sent it.
+// FindWorkload returns the nearest workload of the latest analysis for an untagged
+// request, or "" (gateway.WorkloadFinder: the gateway asks before it decides a call's
+// route, while some workload has a policy).
+func (o *onlineAssigner) FindWorkload(fingerprint string, request []byte) string {
+	cur := o.cur.Load()
+	if cur == nil {
+		return ""
+	}
+	id, _ := cur.assigner.Assign(fingerprint, request)
+	return id
+}
+
+// assign sets c.WorkloadID unless the gateway has already. It runs in the recorder
+// before redaction, on the request as the client sent it.
 func (o *onlineAssigner) assign(c *store.Call) {
+	if c.WorkloadID != "" {
+		return
+	}
 	if c.Workload != "" {
 		c.WorkloadID = c.Workload // a tagged workload's id is its tag
 		return

@@ -20,6 +20,8 @@ import (
 	"github.com/downshift-dev/downshift/internal/auth"
 	"github.com/downshift-dev/downshift/internal/config"
 	"github.com/downshift-dev/downshift/internal/gateway"
+	"github.com/downshift-dev/downshift/internal/guard"
+	"github.com/downshift-dev/downshift/internal/policy"
 	"github.com/downshift-dev/downshift/internal/record"
 	"github.com/downshift-dev/downshift/internal/store"
 	"github.com/downshift-dev/downshift/internal/web"
@@ -73,6 +75,9 @@ const workloadRefresh = 30 * time.Second
 // server is a running gateway with its recorder, keys and store: the composition root.
 type server struct {
 	http     *http.Server
+	gateway  *gateway.Gateway
+	policies *policy.Refresher
+	monitor  *policy.Monitor
 	recorder *record.Recorder
 	keys     *auth.Keys
 	assigner *onlineAssigner
@@ -143,6 +148,24 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	}
 	background.Go(func() { assigner.run(bgCtx, workloadRefresh) })
 
+	// Shift policies: a snapshot refreshed on change, and a monitor that steps a
+	// policy back (or forward) when the candidate's results say so.
+	policies := policy.NewRefresher(st, policy.RefresherOptions{Logger: log.With("component", "policy")})
+	if err := policies.Refresh(ctx); err != nil {
+		log.Warn("no shift policies loaded: every call goes to the model it names until they are", "err", err)
+	}
+	background.Go(func() { policies.Run(bgCtx, cfg.Shift.RefreshInterval) })
+	monitor, err := policy.NewMonitor(policy.MonitorOptions{
+		Policies:   policies,
+		Step:       policy.SaveStep(st, policies),
+		Logger:     log.With("component", "policy"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	background.Go(func() { monitor.Run(bgCtx) })
+
 	rec, err := record.New(record.Options{
 		Store: st,
 		Prepare: func(c *store.Call) error {
@@ -172,6 +195,13 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 		Logger:       log.With("component", "gateway"),
 		Registerer:   reg,
 		Gatherer:     reg,
+
+		Policies:          policies,
+		Workloads:         assigner,
+		Observer:          monitor,
+		RefusalPhrases:    refusalPhrases(cfg.Shift),
+		SecondConcurrency: cfg.Shift.SecondConcurrency,
+		SecondTimeout:     cfg.Shift.SecondTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -185,6 +215,9 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	mux.Handle("/", gw)
 
 	s := &server{
+		gateway:  gw,
+		policies: policies,
+		monitor:  monitor,
 		http: &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -208,14 +241,32 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 // at its next refresh.
 func (s *server) refreshWorkloads(ctx context.Context) error { return s.assigner.refresh(ctx) }
 
-// shutdown stops accepting, waits for in-flight requests (each enqueues its record
-// before it returns), flushes the recorder and the keys' last use, and closes the store.
+// refreshPolicies makes the server load the stored policies now rather than at its
+// next refresh.
+func (s *server) refreshPolicies(ctx context.Context) error { return s.policies.Refresh(ctx) }
+
+// refusalPhrases are the not_refusal guard's phrases: the configured ones, or the
+// default list.
+func refusalPhrases(c config.Shift) []string {
+	if len(c.RefusalPhrases) > 0 {
+		return c.RefusalPhrases
+	}
+	return guard.DefaultRefusalPhrases()
+}
+
+// shutdown stops accepting, waits for in-flight requests and their second answers
+// (each call enqueues its record once both are done), flushes the recorder and the keys' last use, and closes the store.
 func (s *server) shutdown(ctx context.Context) error {
 	var errs []error
 	if err := s.http.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("draining requests: %w", err))
 	}
 	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, err)
+	}
+	// Second answers (shadow, verification) finish after their client's request;
+	// each enqueues its call's record when it is in.
+	if err := s.gateway.Drain(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.recorder.Close(ctx); err != nil {

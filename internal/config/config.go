@@ -41,6 +41,24 @@ type Config struct {
 	Aliases map[string]string `koanf:"aliases"`
 	// Tune configures fine-tuning: the trainers `downshift tune` can hand a job to.
 	Tune Tune `koanf:"tune"`
+	// Shift tunes how the gateway applies workload policies (`downshift shift`).
+	Shift Shift `koanf:"shift"`
+}
+
+// Shift tunes how the gateway applies the workloads' shift policies.
+type Shift struct {
+	// RefreshInterval is how often the gateway looks for a changed policy. Policies
+	// saved through this server's admin API take effect at once. Default 5s.
+	RefreshInterval time.Duration `koanf:"refresh_interval"`
+	// SecondConcurrency bounds the second answers (a shadow's, a verification's) in
+	// flight; a call over it gets none, and its record says so. Default 64.
+	SecondConcurrency int `koanf:"second_concurrency"`
+	// SecondTimeout bounds one second answer. Default 60s.
+	SecondTimeout time.Duration `koanf:"second_timeout"`
+	// RefusalPhrases make the not_refusal guard also refuse answers that open with
+	// one, ignoring case. Empty: a short list of blanket refusals
+	// (guard.DefaultRefusalPhrases).
+	RefusalPhrases []string `koanf:"refusal_phrases"`
 }
 
 // Tune configures fine-tuning.
@@ -404,6 +422,11 @@ func Default() Config {
 			FlushInterval: 100 * time.Millisecond,
 			Overflow:      OverflowBlock,
 			BlockTimeout:  50 * time.Millisecond,
+		},
+		Shift: Shift{
+			RefreshInterval:   5 * time.Second,
+			SecondConcurrency: 64,
+			SecondTimeout:     60 * time.Second,
 		},
 		Log:     Log{Level: "info", Format: "text"},
 		Privacy: Privacy{Redact: true},

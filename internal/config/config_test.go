@@ -31,6 +31,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		Log:     Log{Level: "info", Format: "text"},
 		Privacy: Privacy{Redact: true},
 		Auth:    Auth{RefreshInterval: 5 * time.Second},
+		Shift:   Shift{RefreshInterval: 5 * time.Second, SecondConcurrency: 64, SecondTimeout: 60 * time.Second},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)
@@ -132,6 +133,8 @@ func TestFullConfigDecodesEveryValue(t *testing.T) {
 				{ID: "k1", File: "/run/secrets/downshift-k1.key"}, {ID: "k2", Env: "DOWNSHIFT_KEY_K2"}}},
 		},
 		Auth: Auth{Open: true, RefreshInterval: 2 * time.Second},
+		Shift: Shift{RefreshInterval: 2 * time.Second, SecondConcurrency: 16, SecondTimeout: 20 * time.Second,
+			RefusalPhrases: []string{"i can't help with that", "as an ai language model"}},
 		Aliases: map[string]string{
 			"gpt-4o":       "meta/llama-3.3-70b-instruct",
 			"gpt-4.1-mini": "meta/llama-3.1-8b-instruct",

@@ -19,6 +19,7 @@ func (c Config) Validate() error {
 	v.server(c)
 	v.store(c.Store)
 	v.record(c.Record)
+	v.shift(c.Shift)
 	v.log(c.Log)
 	v.backends(c.Backends)
 	v.models(c)
@@ -126,6 +127,17 @@ func (v *validator) record(r Record) {
 		v.positive("record.block_timeout", int64(r.BlockTimeout))
 	} else if r.BlockTimeout < 0 {
 		v.add("record.block_timeout", "must not be negative")
+	}
+}
+
+func (v *validator) shift(s Shift) {
+	v.positive("shift.refresh_interval", int64(s.RefreshInterval))
+	v.positive("shift.second_concurrency", int64(s.SecondConcurrency))
+	v.positive("shift.second_timeout", int64(s.SecondTimeout))
+	for i, p := range s.RefusalPhrases {
+		if strings.TrimSpace(p) == "" {
+			v.add(fmt.Sprintf("shift.refusal_phrases[%d]", i), "must not be blank")
+		}
 	}
 }
 

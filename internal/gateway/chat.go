@@ -13,6 +13,7 @@ import (
 	"github.com/downshift-dev/downshift/internal/auth"
 	"github.com/downshift-dev/downshift/internal/backend"
 	"github.com/downshift-dev/downshift/internal/openai"
+	"github.com/downshift-dev/downshift/internal/policy"
 	"github.com/downshift-dev/downshift/internal/store"
 	"github.com/downshift-dev/downshift/internal/workload"
 )
@@ -45,10 +46,15 @@ var errAborted = errors.New("stream aborted")
 type exchange struct {
 	client      *auth.Client // nil in open mode
 	call        *store.Call
-	head        *openai.Head // what the hot path reads of the request
-	body        []byte       // the client's bytes
-	model       *backend.Model
+	head        *openai.Head   // what the hot path reads of the request
+	body        []byte         // the client's bytes
+	model       *backend.Model // the model whose answer the client gets, for its price
 	headersSent bool
+
+	reference *backend.Model         // the model the client asked for, resolved
+	decision  policy.Decision        // the workload policy's decision for the call
+	answer    *openai.ChatCompletion // the answer the client got, once it has it
+	second    *secondPlan            // a second answer to ask for afterwards; nil for none
 }
 
 // chat serves POST /v1/chat/completions. Every outcome, including bad requests,
@@ -85,10 +91,9 @@ func (g *Gateway) chat(w http.ResponseWriter, r *http.Request) {
 	c := x.call
 	c.FinishedAt = g.now()
 	c.Latency = c.FinishedAt.Sub(start)
+	g.priceReference(x)
 	g.metrics.observe(c)
-	if err := g.recorder.Enqueue(*c); err != nil {
-		g.log.Debug("call not recorded", "call", c.ID, "err", err)
-	}
+	g.finishSecond(x)
 	if errors.Is(err, errAborted) {
 		panic(http.ErrAbortHandler)
 	}
@@ -125,7 +130,21 @@ func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange)
 	if err := allowed(x.client, head.Model, m.Name); err != nil {
 		return err
 	}
+	x.reference = m
+	cand, d := g.decide(x, m)
+	x.decision = d
+	if cand != nil && d.Route == store.RouteCandidate {
+		return g.serveCandidate(w, r, x, m, cand, d)
+	}
+	if cand != nil && d.Shadow {
+		x.second = &secondPlan{kind: store.SecondShadow, model: cand}
+	}
+	return g.serveReference(w, r, x, m)
+}
 
+// serveReference has m (or its fallbacks) answer the call.
+func (g *Gateway) serveReference(w http.ResponseWriter, r *http.Request, x *exchange, m *backend.Model) error {
+	c := x.call
 	resp, up, err := g.send(r.Context(), x, m)
 	if err != nil {
 		return err
@@ -139,15 +158,38 @@ func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange)
 	return g.relayWhole(w, x, resp)
 }
 
+// priceReference sets what the call would have cost had the reference answered it:
+// its cost when the reference did, else the reference's prices applied to the
+// candidate's tokens (a verification answer replaces the estimate with the real cost).
+func (g *Gateway) priceReference(x *exchange) {
+	c := x.call
+	if c.Route != store.RouteCandidate {
+		c.ReferenceCostUSD = c.CostUSD
+		return
+	}
+	if x.reference != nil {
+		c.ReferenceCostUSD = x.reference.Cost(c.PromptTokens, c.CompletionTokens, c.CachedTokens)
+		c.ReferenceCostEstimated = true
+	}
+}
+
 // upstreamResponse is a backend's answer that has passed the point of no return: for
 // a stream, its first event has arrived; otherwise, its whole body.
 type upstreamResponse struct {
 	header http.Header
 	status int
 	body   io.ReadCloser
-	whole  []byte            // non-streamed body
-	sse    *openai.SSEReader // streamed body, positioned after first
-	first  *openai.Event     // first event of a stream
+	whole  []byte        // non-streamed body
+	sse    eventSource   // streamed body, positioned after first
+	first  *openai.Event // first event of a stream
+}
+
+// eventSource is where a relay reads a stream's events: the upstream's SSE reader,
+// or a stream held whole to be checked first.
+type eventSource interface {
+	Next() (openai.Event, error)
+	// EventBuffered reports whether Next will return without waiting.
+	EventBuffered() bool
 }
 
 // send tries m and then its fallbacks until one answers. A failure moves on only when
@@ -307,10 +349,15 @@ func (g *Gateway) relayWhole(w http.ResponseWriter, x *exchange, u *upstreamResp
 	x.headersSent = true
 	c.Status = u.status
 	c.Response = u.whole
-	var cc openai.ChatCompletion
-	if err := json.Unmarshal(u.whole, &cc); err == nil {
+	if x.answer == nil {
+		var cc openai.ChatCompletion
+		if err := json.Unmarshal(u.whole, &cc); err == nil {
+			x.answer = &cc
+		}
+	}
+	if cc := x.answer; cc != nil {
 		c.Simulated = c.Simulated || cc.Simulated
-		g.account(x, &cc)
+		g.account(x, cc)
 	} else {
 		g.log.Warn("upstream answer is not a chat.completion", "call", c.ID, "backend", c.Backend)
 	}
@@ -381,6 +428,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, x *exchang
 		_, _ = acc.AddData(data) // an upstream's own events were passed on untouched
 	}
 	cc := acc.Completion()
+	x.answer = cc
 	c.Simulated = c.Simulated || cc.Simulated
 	g.account(x, cc)
 	c.Response, _ = json.Marshal(cc)

@@ -22,6 +22,8 @@ import (
 
 	"github.com/downshift-dev/downshift/internal/auth"
 	"github.com/downshift-dev/downshift/internal/backend"
+	"github.com/downshift-dev/downshift/internal/compare"
+	"github.com/downshift-dev/downshift/internal/policy"
 	"github.com/downshift-dev/downshift/internal/store"
 	"github.com/downshift-dev/downshift/internal/tokens"
 )
@@ -60,6 +62,27 @@ type Options struct {
 	Now func() time.Time
 	// NewID makes call ids, which must sort by time. nil: ULIDs.
 	NewID func() string
+
+	// Policies gives the workloads' current shift policies (a *policy.Refresher).
+	// nil: nothing is shifted; the reference answers every call.
+	Policies policy.Snapshots
+	// Workloads finds the workload of a call its client did not tag. nil: only tagged
+	// calls are shifted.
+	Workloads WorkloadFinder
+	// Observer receives the candidates' guard results and agreement (a
+	// *policy.Monitor). nil: they are recorded only.
+	Observer Observer
+	// Schemas compiles the schemas the guards and comparisons check. nil: a cache of
+	// the gateway's own.
+	Schemas *compare.Schemas
+	// RefusalPhrases make the not_refusal guard also refuse answers that open with
+	// one (see guard.Options). nil: only the refusal field counts.
+	RefusalPhrases []string
+	// SecondConcurrency bounds the second answers (shadow, verification) in flight;
+	// a call over it gets none, and its record says so. 0: DefaultSecondConcurrency.
+	SecondConcurrency int
+	// SecondTimeout bounds one second answer. 0: DefaultSecondTimeout.
+	SecondTimeout time.Duration
 }
 
 // Gateway serves the OpenAI-compatible API. Build it with New.
@@ -76,6 +99,7 @@ type Gateway struct {
 	now      func() time.Time
 	newID    func() string
 	handler  http.Handler
+	shift    *shifter
 }
 
 // New builds a gateway.
@@ -127,6 +151,7 @@ func New(o Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.metrics = m
+	g.shift = newShifter(o)
 	g.handler = g.routes()
 	return g, nil
 }

@@ -19,6 +19,14 @@ type metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	fallbacks      *prometheus.CounterVec
 	authFailures   *prometheus.CounterVec
+
+	// Shifting. Their workload label holds only workloads with a policy.
+	escalations   *prometheus.CounterVec
+	guardFailures *prometheus.CounterVec
+	seconds       *prometheus.CounterVec
+	shiftSkipped  *prometheus.CounterVec
+	referenceCost prometheus.Counter
+	secondCost    *prometheus.CounterVec
 }
 
 // latencyBuckets spans a cached answer (ms) to a long agent turn (minutes).
@@ -60,8 +68,33 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "downshift_auth_failures_total",
 			Help: "Requests refused before they became calls, by reason (missing_key, invalid_key, rate_limited). They are not recorded.",
 		}, []string{"reason"}),
+		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_escalations_total",
+			Help: "Calls a candidate was to answer that the reference answered instead, by workload and reason (the first failed guard check, or unanswered).",
+		}, []string{"workload", "reason"}),
+		guardFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_guard_failures_unescalated_total",
+			Help: "Free-text candidate answers streamed to the client that the guards failed once whole (too late to escalate), by workload.",
+		}, []string{"workload"}),
+		seconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_second_answers_total",
+			Help: "Second answers (shadow: the candidate's; verify: the reference's), by kind and outcome (compared, failed, skipped).",
+		}, []string{"kind", "outcome"}),
+		shiftSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_shift_skipped_total",
+			Help: "Calls whose policy could not be applied (the reference answered), by workload and reason.",
+		}, []string{"workload", "reason"}),
+		referenceCost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "downshift_reference_cost_usd_total",
+			Help: "What answered calls would have cost had the reference answered them all, in US dollars. Savings = this - downshift_cost_usd_total - downshift_second_cost_usd_total.",
+		}),
+		secondCost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "downshift_second_cost_usd_total",
+			Help: "Cost of second answers (shadow, verification, and candidate answers refused by the guards) in US dollars, by model.",
+		}, []string{"model"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttft, m.tokens, m.cost, m.upstreamErrors, m.fallbacks, m.authFailures} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.ttft, m.tokens, m.cost, m.upstreamErrors, m.fallbacks, m.authFailures,
+		m.escalations, m.guardFailures, m.seconds, m.shiftSkipped, m.referenceCost, m.secondCost} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -89,5 +122,16 @@ func (m *metrics) observe(c *store.Call) {
 		m.tokens.WithLabelValues(model, "completion").Add(float64(c.CompletionTokens))
 		m.tokens.WithLabelValues(model, "cached").Add(float64(c.CachedTokens))
 		m.cost.WithLabelValues(model).Add(c.CostUSD)
+	}
+}
+
+// settle counts what a call's record says once its second answer is in: the
+// reference's cost of answered calls, and what second answers cost.
+func (m *metrics) settle(c *store.Call) {
+	if c.Status < 400 {
+		m.referenceCost.Add(c.ReferenceCostUSD)
+	}
+	if s := c.Second; s != nil && s.CostUSD > 0 {
+		m.secondCost.WithLabelValues(s.Model).Add(s.CostUSD)
 	}
 }

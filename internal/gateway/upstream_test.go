@@ -24,6 +24,8 @@ type fakeUpstream struct {
 	bodies [][]byte
 	// handle, when set, answers instead of the script.
 	handle func(w http.ResponseWriter, r *http.Request, body []byte) bool
+	// script, when set, replaces scriptedAnswer.
+	script func(req *openai.ChatRequest) (openai.Message, string)
 }
 
 func newFakeUpstream(t *testing.T) *fakeUpstream {
@@ -60,7 +62,11 @@ func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":{"message":"bad json","type":"invalid_request_error"}}`, 400)
 		return
 	}
-	msg, finish := scriptedAnswer(&req)
+	answer := scriptedAnswer
+	if f.script != nil {
+		answer = f.script
+	}
+	msg, finish := answer(&req)
 	usage := &openai.Usage{PromptTokens: fakeUsagePrompt, CompletionTokens: fakeUsageCompletion,
 		TotalTokens:         fakeUsagePrompt + fakeUsageCompletion,
 		PromptTokensDetails: &openai.PromptTokensDetails{CachedTokens: fakeUsageCached}}

@@ -172,3 +172,6 @@ func SaveStep(s Saver, r *Refresher) Step {
 		return err
 	}
 }
+
+// Len returns how many workloads have a policy in s.
+func (s *Snapshot) Len() int { return len(s.rules) }
