@@ -45,6 +45,15 @@ const (
 	DegradeToolForText = "tool_for_text"
 	// DegradeTruncateText cuts a text answer to its first half of words.
 	DegradeTruncateText = "truncate_text"
+
+	// Malformed answers, as small models give them and downshift's guards refuse.
+	// They are not among the default kinds: name them in Kinds.
+
+	// DegradeBrokenArguments cuts one call's arguments in the middle, so that they
+	// are not JSON.
+	DegradeBrokenArguments = "broken_arguments"
+	// DegradeUnknownTool renames one call to a tool the request does not offer.
+	DegradeUnknownTool = "unknown_tool"
 )
 
 // HeaderDegraded names the degradation applied to a candidate's answer.
@@ -52,6 +61,10 @@ const HeaderDegraded = "X-Downshift-Degraded"
 
 var degradeKinds = []string{DegradeWrongTool, DegradeWrongArgument, DegradeDropCall, DegradeTextForTool,
 	DegradeToolForText, DegradeTruncateText}
+
+// malformedKinds are the kinds that make an answer malformed; they apply only when
+// named.
+var malformedKinds = []string{DegradeBrokenArguments, DegradeUnknownTool}
 
 func (d Degrade) validate(model string) error {
 	if strings.TrimSpace(model) == "" {
@@ -61,8 +74,9 @@ func (d Degrade) validate(model string) error {
 		return fmt.Errorf("sim: candidate %s: rate %v is outside 0..1", model, d.Rate)
 	}
 	for _, k := range d.Kinds {
-		if !slices.Contains(degradeKinds, k) {
-			return fmt.Errorf("sim: candidate %s: kind %q: want one of %s", model, k, strings.Join(degradeKinds, ", "))
+		if !slices.Contains(degradeKinds, k) && !slices.Contains(malformedKinds, k) {
+			return fmt.Errorf("sim: candidate %s: kind %q: want one of %s", model, k,
+				strings.Join(append(slices.Clone(degradeKinds), malformedKinds...), ", "))
 		}
 	}
 	return nil
@@ -146,6 +160,13 @@ func degrade(msg openai.Message, tools []openai.Tool, kinds []string, pick uint6
 		out.Content = openai.Content{IsNull: true}
 		out.ToolCalls = []openai.ToolCall{{ID: fmt.Sprintf("call_sim_%016x", pick), Type: "function",
 			Function: openai.FunctionCall{Name: t.Name, Arguments: "{}"}}}
+	case DegradeBrokenArguments:
+		i := int(pick % uint64(len(out.ToolCalls)))
+		a := out.ToolCalls[i].Function.Arguments
+		out.ToolCalls[i].Function.Arguments = a[:len(a)/2]
+	case DegradeUnknownTool:
+		i := int(pick % uint64(len(out.ToolCalls)))
+		out.ToolCalls[i].Function.Name += "_v2"
 	case DegradeTruncateText:
 		words := strings.Fields(out.Content.String())
 		text := strings.Join(words[:len(words)/2], " ")
@@ -178,7 +199,14 @@ func degradeApplies(kind string, msg *openai.Message, tools []openai.Tool) bool 
 			}
 		}
 		return false
-	case DegradeDropCall, DegradeTextForTool:
+	case DegradeDropCall, DegradeTextForTool, DegradeUnknownTool:
+		return len(calls) > 0
+	case DegradeBrokenArguments:
+		for _, tc := range calls {
+			if len(tc.Function.Arguments) < 2 {
+				return false
+			}
+		}
 		return len(calls) > 0
 	case DegradeToolForText:
 		return len(calls) == 0 && len(tools) > 0

@@ -190,6 +190,13 @@ func TestDegradeKinds(t *testing.T) {
 		{DegradeToolForText, text, func(m openai.Message) bool { return len(m.ToolCalls) == 1 }, "tool_calls"},
 		{DegradeTruncateText, text, func(m openai.Message) bool { return m.Content.String() == "one two three" }, "stop"},
 		{DegradeTruncateText, call, func(m openai.Message) bool { return len(m.ToolCalls) == 0 }, "stop"}, // falls back to text_for_tool
+		{DegradeBrokenArguments, call, func(m openai.Message) bool {
+			return len(m.ToolCalls) == 2 && json.Valid([]byte(m.ToolCalls[0].Function.Arguments)) != json.Valid([]byte(m.ToolCalls[1].Function.Arguments))
+		}, "tool_calls"},
+		{DegradeUnknownTool, call, func(m openai.Message) bool {
+			return len(m.ToolCalls) == 2 && strings.HasSuffix(m.ToolCalls[0].Function.Name, "_v2") != strings.HasSuffix(m.ToolCalls[1].Function.Name, "_v2")
+		}, "tool_calls"},
+		{DegradeUnknownTool, text, func(m openai.Message) bool { return m.Content.String() == "one two three" }, "stop"}, // falls back to truncate_text
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			before := parallelCall().Answers[0].Message
