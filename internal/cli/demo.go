@@ -187,9 +187,21 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 		top.ID, top.Label, fmt.Sprintf("$%.2f", top.Savings.MonthlyUSD), top.Readiness)
 	fmt.Fprintf(out, "the candidates are simulated: no model weights can be downloaded here, so the simulator answers as each\n"+
 		"candidate with GPT-4o's recorded answer, spoiled at a known rate (%s)\n", describeCandidates())
-	if _, _, err := evaluate(ctx, st, kr, cat, evalOptions{workload: top.ID, candidates: []string{demoSmall, demoTiny},
+	lb, _, err := evaluate(ctx, st, kr, cat, evalOptions{workload: top.ID, candidates: []string{demoSmall, demoTiny},
 		variants: []string{eval.VariantZeroShot, eval.VariantInContext}, k: 3, size: 200, seed: 1, concurrency: 16,
-		attempts: 4, threshold: 0.95, out: o.dir}, out, errOut); err != nil {
+		attempts: 4, threshold: 0.95, out: o.dir}, out, errOut)
+	if err != nil {
+		return err
+	}
+	good := lb.Recommendation.Candidate
+	if good == "" {
+		return errors.New("demo: the evaluation recommends keeping the reference, so there is nothing to shift")
+	}
+	bad := demoTiny
+	if good == demoTiny {
+		bad = demoSmall
+	}
+	if _, err := runShiftDemo(ctx, d, st, calls, top.ID, good, bad, o, log, out, errOut); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "\ndone in %s. Look around:\n", time.Since(started).Round(time.Millisecond))
@@ -206,7 +218,16 @@ const (
 	demoTiny  = "qwen2.5-1.5b-instruct"
 )
 
-var demoCandidates = map[string]sim.Degrade{demoSmall: {Rate: 0.01}, demoTiny: {Rate: 0.15}}
+var demoCandidates = map[string]sim.Degrade{
+	demoSmall: {Rate: 0.03, Kinds: demoKinds},
+	demoTiny:  {Rate: 0.25, Kinds: demoKinds},
+}
+
+// demoKinds are the ways the simulator spoils a candidate's answer in the demo: wrong
+// answers that only a comparison with GPT-4o finds, and malformed ones the guards
+// refuse.
+var demoKinds = []string{sim.DegradeWrongTool, sim.DegradeWrongArgument, sim.DegradeDropCall, sim.DegradeTextForTool,
+	sim.DegradeToolForText, sim.DegradeTruncateText, sim.DegradeBrokenArguments, sim.DegradeUnknownTool}
 
 func describeCandidates() string {
 	var parts []string
