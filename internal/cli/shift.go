@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/downshift-dev/downshift/internal/config"
+	"github.com/downshift-dev/downshift/internal/policy"
 	"github.com/downshift-dev/downshift/internal/store"
 )
 
@@ -55,8 +57,8 @@ WORKLOAD is a workload id or label prefix (downshift analyze), or a client tag
 	f.StringVar(&o.mode, "mode", "", "shadow, canary=N% (or canary=0.1) or serve")
 	f.BoolVar(&o.back, "back", false, "return the workload to observe: the reference answers every call")
 	f.StringVar(&o.reason, "reason", "", "why, for the audit trail")
-	f.Float64Var(&o.minAgreement, "min-agreement", 0.9, "step back when agreement over the window falls below this (0: not checked)")
-	f.Float64Var(&o.minGuard, "min-guard-pass", 0.95, "step back when the guard pass rate over the window falls below this (0: not checked)")
+	f.Float64Var(&o.minAgreement, "min-agreement", policy.DefaultMinAgreement, "step back when agreement over the window falls below this (0: not checked)")
+	f.Float64Var(&o.minGuard, "min-guard-pass", policy.DefaultMinGuardPass, "step back when the guard pass rate over the window falls below this (0: not checked)")
 	f.IntVar(&o.window, "window", store.DefaultWindow, "calls in the rolling window")
 	f.IntVar(&o.minSamples, "min-samples", 0, "results before thresholds apply (0: the window)")
 	f.IntVar(&o.promoteAfter, "promote-after", 0, "step forward by itself after this many calls within thresholds (0: never)")
@@ -86,51 +88,61 @@ func parseShare(flag, s string) (float64, error) {
 	return v, nil
 }
 
-// policyFrom builds the policy the flags ask for.
-func (o shiftOptions) policyFrom(workload string) (store.Policy, error) {
-	p := store.Policy{Workload: workload, MinAgreement: o.minAgreement, MinGuardPass: o.minGuard,
-		Window: o.window, MinSamples: o.minSamples, PromoteAfter: o.promoteAfter, Guards: o.guards, Reason: o.reason}
+// changeFrom builds the change the flags ask for. The command line replaces the whole
+// policy: every field is set, from its flag or the flag's default, so a threshold left
+// out is its default rather than the current version's.
+func (o shiftOptions) changeFrom() (policy.Change, error) {
+	c := policy.Change{MinAgreement: &o.minAgreement, MinGuardPass: &o.minGuard, Window: &o.window,
+		MinSamples: &o.minSamples, PromoteAfter: &o.promoteAfter, Guards: &o.guards}
+	var verify, shadow, canary float64
 	var err error
 	if o.verify != "" {
-		if p.VerifyShare, err = parseShare("--verify", o.verify); err != nil {
-			return p, err
+		if verify, err = parseShare("--verify", o.verify); err != nil {
+			return c, err
 		}
 	}
 	if o.shadow != "" {
-		if p.ShadowShare, err = parseShare("--shadow", o.shadow); err != nil {
-			return p, err
+		if shadow, err = parseShare("--shadow", o.shadow); err != nil {
+			return c, err
 		}
 	}
+	c.VerifyShare, c.ShadowShare = &verify, &shadow
 	switch {
 	case o.back && (o.to != "" || o.mode != ""):
-		return p, errors.New("--back takes neither --to nor --mode")
+		return c, errors.New("--back takes neither --to nor --mode")
 	case o.back:
-		p.Mode = store.ModeObserve
-		return p, nil
+		c.Back = true
+		return c, nil
 	case o.to == "" || o.mode == "":
-		return p, errors.New("say where to: --to MODEL --mode shadow|canary=N%|serve, or --back")
+		return c, errors.New("say where to: --to MODEL --mode shadow|canary=N%|serve, or --back")
 	}
-	p.Candidate = o.to
 	mode, share, hasShare := strings.Cut(o.mode, "=")
 	switch mode {
 	case store.ModeShadow, store.ModeServe:
 		if hasShare {
-			return p, fmt.Errorf("--mode %s takes no share (--shadow sets shadow's)", o.mode)
+			return c, fmt.Errorf("--mode %s takes no share (--shadow sets shadow's)", o.mode)
 		}
 	case store.ModeCanary:
 		if !hasShare {
-			return p, errors.New("--mode canary needs a share: canary=10%")
+			return c, errors.New("--mode canary needs a share: canary=10%")
 		}
-		if p.CanaryShare, err = parseShare("--mode canary", share); err != nil {
-			return p, err
+		if canary, err = parseShare("--mode canary", share); err != nil {
+			return c, err
 		}
 	case store.ModeObserve:
-		return p, errors.New("--mode observe: use --back")
+		return c, errors.New("--mode observe: use --back")
 	default:
-		return p, fmt.Errorf("--mode %q: want shadow, canary=N%% or serve", o.mode)
+		return c, fmt.Errorf("--mode %q: want shadow, canary=N%% or serve", o.mode)
 	}
-	p.Mode = mode
-	return p, nil
+	c.Mode, c.Candidate, c.CanaryShare = &mode, &o.to, &canary
+	return c, nil
+}
+
+// shiftFlags names the flag that sets each of policy.FieldError's fields.
+var shiftFlags = map[string]string{
+	"mode": "--mode", "candidate": "--to", "canary_share": "--mode canary", "shadow_share": "--shadow",
+	"verify_share": "--verify", "min_agreement": "--min-agreement", "min_guard_pass": "--min-guard-pass",
+	"window": "--window", "min_samples": "--min-samples", "promote_after": "--promote-after", "guards": "--guards",
 }
 
 func runShift(ctx context.Context, sf *storeFlags, arg string, o shiftOptions, now time.Time, w io.Writer) error {
@@ -147,7 +159,26 @@ func runShift(ctx context.Context, sf *storeFlags, arg string, o shiftOptions, n
 	if err != nil {
 		return err
 	}
-	p, err := o.policyFrom(workload)
+	c, err := o.changeFrom()
+	if err != nil {
+		return err
+	}
+	history, err := st.PolicyHistory(ctx, workload)
+	if err != nil {
+		return err
+	}
+	var cur *store.Policy
+	current := 0
+	if len(history) > 0 {
+		cur, current = &history[0], history[0].Version
+	}
+	if o.expectVersion != 0 && o.expectVersion != current {
+		return fmt.Errorf("workload %s is at version %d, not %d: look at downshift shift history %s first", workload, current, o.expectVersion, workload)
+	}
+	p, err := policy.Next(cur, workload, c)
+	if fe, ok := errors.AsType[*policy.FieldError](err); ok {
+		return fmt.Errorf("%s: %s", cmp.Or(shiftFlags[fe.Field], fe.Field), fe.Msg)
+	}
 	if err != nil {
 		return err
 	}
@@ -160,22 +191,8 @@ func runShift(ctx context.Context, sf *storeFlags, arg string, o shiftOptions, n
 			return fmt.Errorf("--to %q is not in the catalog; known: %s", p.Candidate, strings.Join(modelNames(cat), ", "))
 		}
 	}
-	history, err := st.PolicyHistory(ctx, workload)
-	if err != nil {
-		return err
-	}
-	current := 0
-	if len(history) > 0 {
-		current = history[0].Version
-		if p.Mode == store.ModeObserve {
-			p.Candidate = history[0].Candidate // kept to show what was tried
-		}
-	}
-	if o.expectVersion != 0 && o.expectVersion != current {
-		return fmt.Errorf("workload %s is at version %d, not %d: look at downshift shift history %s first", workload, current, o.expectVersion, workload)
-	}
-	p.Version = current + 1 // a change saved meanwhile makes this fail rather than be overwritten
-	p.At = now
+	// p.Version is current + 1: a change saved meanwhile makes the save fail rather than be overwritten.
+	p.At, p.Reason = now, o.reason
 	p.Actor, p.ActorName = cliActor()
 	saved, err := st.SavePolicy(ctx, p)
 	if errors.Is(err, store.ErrConflict) {
@@ -184,11 +201,7 @@ func runShift(ctx context.Context, sf *storeFlags, arg string, o shiftOptions, n
 	if err != nil {
 		return err
 	}
-	var prev *store.Policy
-	if len(history) > 0 {
-		prev = &history[0]
-	}
-	fmt.Fprintf(w, "workload %s: %s\n", workload, store.PolicyAuditDetail(&saved, prev))
+	fmt.Fprintf(w, "workload %s: %s\n", workload, store.PolicyAuditDetail(&saved, cur))
 	fmt.Fprintln(w, "note: this build stores and audits policies; the gateway does not route by them yet")
 	if saved.Mode != store.ModeObserve {
 		fmt.Fprintf(w, "steps back by itself when agreement < %s or guard pass rate < %s over the last %d calls (after %d)\n",

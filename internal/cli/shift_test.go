@@ -84,6 +84,8 @@ func TestShiftRefusesWhatItCannotDo(t *testing.T) {
 		{f.workload, shiftOptions{to: "small-8b", mode: "serve=10%"}, "takes no share"},
 		{f.workload, shiftOptions{to: "small-8b", mode: "fast"}, "want shadow, canary=N% or serve"},
 		{f.workload, shiftOptions{to: "small-8b"}, "say where to"},
+		{f.workload, shiftOptions{to: "small-8b", mode: "shadow", guards: []string{"vibes"}}, `--guards: unknown guard "vibes"`},
+		{f.workload, shiftOptions{to: "small-8b", mode: "shadow", minSamples: 201}, "--min-samples: 201: want 1 to 200"},
 		{f.workload, shiftOptions{back: true, to: "small-8b"}, "--back takes neither"},
 		{"no-such-workload", shiftOptions{back: true}, `nor is "no-such-workload" a tag`},
 	}

@@ -1,7 +1,8 @@
 // Package web is downshift's admin JSON API, served under /api/ behind admin keys with
 // roles: recorded calls (metadata for listing; payloads one call at a time, each read
-// written to the audit trail first), gateway and admin keys, and the audit trail. The
-// dashboard pages will live here too.
+// written to the audit trail first), gateway and admin keys, the workloads' shift
+// policies (read, changed and stepped back, each change a new audited version), and the
+// audit trail. The dashboard pages will live here too.
 //
 // It is cold path: the gateway never imports it, and it reads the store directly. It
 // does not authenticate agents on /v1 (package auth and the gateway do) and it does not
@@ -23,12 +24,13 @@ import (
 	"github.com/downshift-dev/downshift/internal/store"
 )
 
-// Store is what the admin API reads and writes: calls, keys and the audit trail.
-// store/sqlite's DB is one.
+// Store is what the admin API reads and writes: calls, keys, policies and the audit
+// trail. store/sqlite's DB is one.
 type Store interface {
 	CallReader
 	store.KeyStore
 	store.AuditLog
+	store.PolicyStore
 }
 
 // CallReader reads recorded calls; store.Store's methods of the same names.
@@ -50,18 +52,27 @@ type Options struct {
 	// Logger receives one line per refused or failed request; never a key, a secret or
 	// a payload. nil: discard.
 	Logger *slog.Logger
-	// Now is the clock for audit entries and key times. nil: time.Now.
+	// Now is the clock for audit entries, key times and policy versions. nil: time.Now.
 	Now func() time.Time
+	// PolicyChanged is called once after each policy version the API saves, so that
+	// the server applies it at once rather than at its next periodic reload (the
+	// composition root passes policy.Refresher.Refresh). nil: nothing is called.
+	PolicyChanged func(ctx context.Context)
+	// KnownModel reports whether name is a model a policy may shift to; a policy
+	// change to any other candidate is refused. nil: any non-empty name is accepted.
+	KnownModel func(name string) bool
 }
 
 // API serves the admin JSON API. Mount it at "/api/" (it routes on the full path).
 type API struct {
-	store    Store
-	keys     *auth.Keys
-	openCall func(*store.Call) error
-	log      *slog.Logger
-	now      func() time.Time
-	mux      *http.ServeMux
+	store         Store
+	keys          *auth.Keys
+	openCall      func(*store.Call) error
+	log           *slog.Logger
+	now           func() time.Time
+	policyChanged func(context.Context)
+	knownModel    func(string) bool
+	mux           *http.ServeMux
 }
 
 // New builds the API.
@@ -69,7 +80,8 @@ func New(o Options) (*API, error) {
 	if o.Store == nil || o.Keys == nil {
 		return nil, errors.New("web: Store and Keys are required")
 	}
-	a := &API{store: o.Store, keys: o.Keys, openCall: o.OpenCall, log: o.Logger, now: o.Now}
+	a := &API{store: o.Store, keys: o.Keys, openCall: o.OpenCall, log: o.Logger, now: o.Now,
+		policyChanged: o.PolicyChanged, knownModel: o.KnownModel}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -103,7 +115,12 @@ func (a *API) routes() *http.ServeMux {
 	mux.Handle("POST /api/keys", a.route(admin, a.createKey))
 	mux.Handle("DELETE /api/keys/{id}", a.route(admin, a.revokeKey))
 	mux.Handle("GET /api/audit", a.route(admin, a.listAudit))
-	for _, p := range []string{"/api/calls", "/api/calls/{id}", "/api/keys", "/api/keys/{id}", "/api/audit"} {
+	mux.Handle("GET /api/policies", a.route(viewer, a.listPolicies))
+	mux.Handle("GET /api/policies/{workload}", a.route(viewer, a.getPolicy))
+	mux.Handle("POST /api/policies/{workload}", a.route(admin, a.changePolicy))
+	mux.Handle("POST /api/policies/{workload}/back", a.route(admin, a.backPolicy))
+	for _, p := range []string{"/api/calls", "/api/calls/{id}", "/api/keys", "/api/keys/{id}", "/api/audit",
+		"/api/policies", "/api/policies/{workload}", "/api/policies/{workload}/back"} {
 		mux.Handle(p, a.route(viewer, methodNotAllowed))
 	}
 	mux.Handle("/api/", a.route(viewer, func(_ http.ResponseWriter, r *http.Request, _ *auth.Principal) error {
@@ -153,11 +170,13 @@ func (a *API) authorize(r *http.Request, role store.Role) (*auth.Principal, erro
 }
 
 // apiError is an error with the response a client should see. msg is client-visible
-// and must hold no secret; cause is for the log only.
+// and must hold no secret; cause is for the log only. param names the request field at
+// fault, when there is one.
 type apiError struct {
 	status int
 	typ    string
 	code   string
+	param  string
 	msg    string
 	cause  error
 }
@@ -187,7 +206,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, p *auth.Principal, er
 	} else {
 		a.log.Info("admin API request refused", attrs...)
 	}
-	b := openai.ErrorBody(ae.typ, ae.msg, "", ae.code)
+	b := openai.ErrorBody(ae.typ, ae.msg, ae.param, ae.code)
 	h := w.Header()
 	if ae.status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="downshift"`)
