@@ -206,7 +206,16 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	if err != nil {
 		return nil, err
 	}
-	api, err := web.New(web.Options{Store: st, Keys: keys, OpenCall: priv.keyring.OpenCall, Logger: log.With("component", "api")})
+	api, err := web.New(web.Options{Store: st, Keys: keys, OpenCall: priv.keyring.OpenCall, Logger: log.With("component", "api"),
+		// A policy saved through this server's API takes effect at once here; other
+		// servers on the store load it at their next refresh.
+		PolicyChanged: func(ctx context.Context) {
+			if err := policies.Refresh(ctx); err != nil {
+				log.Warn("loading the policy just saved failed; it takes effect at the next refresh", "err", err)
+			}
+		},
+		KnownModel: func(name string) bool { _, ok := cat.Resolve(name); return ok },
+	})
 	if err != nil {
 		return nil, err
 	}
