@@ -202,7 +202,7 @@ func runShift(ctx context.Context, sf *storeFlags, arg string, o shiftOptions, n
 		return err
 	}
 	fmt.Fprintf(w, "workload %s: %s\n", workload, store.PolicyAuditDetail(&saved, cur))
-	fmt.Fprintln(w, "note: this build stores and audits policies; the gateway does not route by them yet")
+	fmt.Fprintf(w, "running gateways apply it within shift.refresh_interval (default 5s); through the admin API (POST /api/policies/%s) it applies at once on the server that saved it\n", workload)
 	if saved.Mode != store.ModeObserve {
 		fmt.Fprintf(w, "steps back by itself when agreement < %s or guard pass rate < %s over the last %d calls (after %d)\n",
 			thresholdText(saved.MinAgreement), thresholdText(saved.MinGuardPass), saved.Window, saved.MinSamples)
