@@ -591,13 +591,25 @@ func TestNoCallLostOrCountedTwice(t *testing.T) {
 		t.Fatalf("answered %d, recorded %d, sent %d", answered.Load(), len(calls), total)
 	}
 	seconds := 0
+	canary := map[store.Route]int{}
 	for _, c := range byID(t, calls) {
+		if c.Workload == "canaried" {
+			canary[c.Route]++
+			if c.Route == store.RouteCandidate && (c.Second == nil || c.Second.Kind != store.SecondVerify) {
+				t.Errorf("canary call answered by the candidate without its verification: %+v", c.Second)
+			}
+		}
 		if c.Second != nil {
 			seconds++
 			if !c.Second.Compared {
 				t.Errorf("call %s: second answer not compared: %+v", c.ID, c.Second)
 			}
 		}
+	}
+	// Half the canary's calls go to the candidate: 60 calls, so between 15 and 45 is
+	// a binomial draw's 99.99% range.
+	if n := canary[store.RouteCandidate]; n < 15 || n > 45 || canary[store.RouteReference] != total/4-n {
+		t.Errorf("canary at 50%%: routes %v of %d calls", canary, total/4)
 	}
 	if seconds < total/4 {
 		t.Errorf("only %d of %d calls have a second answer", seconds, total)
