@@ -16,6 +16,7 @@ func commands() []*cobra.Command {
 		newExportCmd(),
 		newTuneCmd(),
 		newShiftCmd(),
+		newReportCmd(),
 		newModelsCmd(),
 	}
 }

@@ -218,6 +218,7 @@ type Store interface {
 	EvalStore     // eval sets, evaluation runs and their scored results
 	TuneJobStore  // fine-tuning jobs, their state and logs
 	PolicyStore   // each workload's versioned routing policy
+	SavingsStore  // what the gateway's calls cost, against the reference alone, per workload
 
 	// InsertCalls writes calls in one transaction: all or none. A call without an ID, or
 	// with an ID already stored, fails the whole batch.
