@@ -16,7 +16,7 @@ const module = "github.com/downshift-dev/downshift"
 // hotPath packages serve every request; coldPath packages run the flywheel offline.
 var (
 	hotPath  = []string{"gateway", "workload", "policy", "guard", "backend", "openai", "record", "redact", "tokens", "auth", "seal", "compare"}
-	coldPath = []string{"discover", "eval", "tune", "web", "dataset", "sim", "cli"}
+	coldPath = []string{"discover", "eval", "tune", "web", "dataset", "sim", "cli", "report"}
 )
 
 type pkg struct {

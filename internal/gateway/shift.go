@@ -461,7 +461,9 @@ func (g *Gateway) second(x *exchange, plan *secondPlan) {
 	refAns, candAns := x.answer, ans
 	if plan.kind == store.SecondVerify {
 		refAns, candAns = ans, x.answer
-		c.ReferenceCostUSD, c.ReferenceCostEstimated = sa.CostUSD, ans.Usage == nil
+		if ans.Usage != nil { // else the estimate from the candidate's tokens stands
+			c.ReferenceCostUSD, c.ReferenceCostEstimated = sa.CostUSD, false
+		}
 	}
 	req, err := openai.DecodeChatRequest(x.body)
 	if err != nil || len(refAns.Choices) == 0 || len(candAns.Choices) == 0 {

@@ -714,3 +714,22 @@ func TestObserveAndUntouchedWorkloadsTakeThePathOfOld(t *testing.T) {
 		}
 	}
 }
+
+func TestVerificationWithoutUsageKeepsTheEstimate(t *testing.T) {
+	r := newShiftRig(t, rigOptions{})
+	r.ref.handle = func(w http.ResponseWriter, _ *http.Request, _ []byte) bool {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"x","object":"chat.completion","created":1,"model":"big-upstream","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help you today?"},"finish_reason":"stop"}]}`)
+		return true
+	}
+	r.setPolicy(t, store.Policy{Workload: "wx", Mode: store.ModeServe, Candidate: "small", VerifyShare: 1})
+	r.post(t, "wx", shiftRequests()["text"])
+	c := waitCalls(t, r.rec, 1)[0]
+	want := (50*2.5 + 7*1.25 + 13*10) / 1e6 // the reference's prices on the candidate's tokens
+	if c.Second == nil || !c.Second.Compared || c.Second.CostUSD != 0 {
+		t.Fatalf("verification %+v", c.Second)
+	}
+	if !c.ReferenceCostEstimated || !near(c.ReferenceCostUSD, want) {
+		t.Errorf("reference cost %g estimated %v, want the estimate %g", c.ReferenceCostUSD, c.ReferenceCostEstimated, want)
+	}
+}
