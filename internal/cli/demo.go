@@ -47,11 +47,14 @@ func newDemoCmd() *cobra.Command {
 	o := demoOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the loop on bundled real data: tau-bench agent calls through the gateway, recorded",
+		Short: "Run the whole loop on bundled real data: record, discover, evaluate, shift, roll back, report",
 		Long: `demo starts the model simulator (replaying GPT-4o's recorded answers from tau-bench)
 and the gateway on free local ports, plays the bundled tau-bench airline conversations through
 the gateway as the agent made them (each assistant turn is one call), then shows what was
-recorded. It needs no network and no configuration.`,
+recorded, finds the workloads, evaluates two simulated candidates on the top one, shifts it
+to the recommended candidate (shadow, canary, serve), serves a deliberately degraded
+candidate to show the automatic rollback, and prints the savings report. It needs no
+network and no configuration.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -207,6 +210,8 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	fmt.Fprintf(out, "\ndone in %s. Look around:\n", time.Since(started).Round(time.Millisecond))
 	fmt.Fprintf(out, "  downshift calls list -c %s\n", d.configPath)
 	fmt.Fprintf(out, "  downshift eval show -c %s\n", d.configPath)
+	fmt.Fprintf(out, "  downshift shift history %s -c %s\n", top.ID, d.configPath)
+	fmt.Fprintf(out, "  downshift report -c %s\n", d.configPath)
 	fmt.Fprintf(out, "  DOWNSHIFT_KEY=$(cat %s) downshift calls show -c %s ID   # payloads: admin key, audited\n", d.adminKeyPath, d.configPath)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/downshift-dev/downshift/internal/dataset"
 	"github.com/downshift-dev/downshift/internal/openai"
+	savings "github.com/downshift-dev/downshift/internal/report"
 	"github.com/downshift-dev/downshift/internal/store"
 	"github.com/downshift-dev/downshift/internal/textfmt"
 	"github.com/downshift-dev/downshift/internal/workload"
@@ -125,6 +126,22 @@ func runShiftDemo(ctx context.Context, d *demoSetup, st store.Store, calls []dat
 	if len(hist) == 0 || !hist[0].Automatic {
 		fmt.Fprintln(out, "  (no automatic rollback happened: the degraded candidate met the thresholds)")
 	}
+
+	rep, err := savings.Load(ctx, st, store.SavingsFilter{Since: since, Workload: workloadID})
+	if err != nil {
+		return since, err
+	}
+	rep.At = time.Now()
+	fmt.Fprintf(out, "\nsavings while shifting (downshift report --since %s --workload %s):\n\n",
+		since.UTC().Format(time.RFC3339), workloadID)
+	if err := savings.WriteTable(out, rep); err != nil {
+		return since, err
+	}
+	paths, err := writeSavingsReport(o.dir, rep)
+	if err != nil {
+		return since, err
+	}
+	fmt.Fprintf(out, "\nreport: %s (open in a browser), %s\n", paths[1], paths[0])
 	return since, nil
 }
 
