@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -177,6 +178,11 @@ func (g *Gateway) serveCandidate(w http.ResponseWriter, r *http.Request, x *exch
 		}
 		return g.escalate(w, r, x, ref, d, g.rejected(cand, started, nil, err), store.GuardUnanswered)
 	}
+	if u.first != nil && isErrorEvent(u.first.Data) {
+		// An error reported as the stream's first event: nothing has reached the client.
+		u.body.Close()
+		return g.escalate(w, r, x, ref, d, g.rejected(cand, started, nil, errors.New("the stream reported an error")), store.GuardUnanswered)
+	}
 	if u.first != nil && !greq.HoldStream() {
 		// Free text: the candidate's stream goes through as it comes; it was checked
 		// as far as it can be (it answered), and the guards judge the whole for the
@@ -340,6 +346,12 @@ func (g *Gateway) observeGuard(x *exchange, d policy.Decision, pass bool) {
 	if o := g.shift.observer; o != nil {
 		o.ObserveGuard(x.call.WorkloadID, d.Version, pass)
 	}
+}
+
+// isErrorEvent reports whether a stream event's data is an error object rather than a
+// chunk.
+func isErrorEvent(data []byte) bool {
+	return bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(`{"error"`))
 }
 
 // heldEvents replays a held stream to relayStream as if it were arriving: all at

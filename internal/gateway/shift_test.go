@@ -448,6 +448,11 @@ func TestCandidateFailuresEscalateBeforeAnyByte(t *testing.T) {
 			fmt.Fprint(w, `{"hello":`)
 			return true
 		},
+		"error event first": func(w http.ResponseWriter, _ *http.Request, _ []byte) bool {
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, `data: {"error":{"message":"overloaded","type":"server_error"}}`+"\n\n")
+			return true
+		},
 		"stream cut": func(w http.ResponseWriter, _ *http.Request, _ []byte) bool {
 			w.Header().Set("Content-Type", "text/event-stream")
 			fmt.Fprint(w, `data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"c","type":"function","function":{"name":"get_weather","arguments":"{\"ci"}}]}}]}`+"\n\n")
@@ -460,13 +465,19 @@ func TestCandidateFailuresEscalateBeforeAnyByte(t *testing.T) {
 			r := newShiftRig(t, rigOptions{})
 			r.cand.handle = handle
 			r.setPolicy(t, store.Policy{Workload: "wx", Mode: store.ModeServe, Candidate: "small", VerifyShare: 1e-9})
-			body := shiftRequests()["tools"]
-			if name == "stream cut" {
+			body, want := shiftRequests()["tools"], "Tokyo"
+			switch name {
+			case "stream cut":
 				body = shiftRequests()["tools stream"]
+			case "error event first": // free text, which is streamed through once it starts
+				body, want = shiftRequests()["text stream"], "Hello there"
 			}
 			got := r.post(t, "wx", body)
-			if got.status != 200 || got.header.Get(HeaderRoute) != "escalated" || !strings.Contains(got.calls(t), "Tokyo") {
+			if got.status != 200 || got.header.Get(HeaderRoute) != "escalated" {
 				t.Fatalf("status %d route %q body %s", got.status, got.header.Get(HeaderRoute), got.body)
+			}
+			if cc := got.completion(t); !strings.Contains(got.calls(t)+cc.Choices[0].Message.Content.String(), want) {
+				t.Errorf("the client did not get the reference's answer: %s", got.body)
 			}
 			c := waitCalls(t, r.rec, 1)[0]
 			if c.Guard != store.GuardUnanswered || c.Second == nil || c.Second.Kind != store.SecondRejected || c.Second.Error == "" {
