@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/downshift-dev/downshift/internal/dataset"
+	"github.com/downshift-dev/downshift/internal/openai"
 )
 
 // bodies are the request bodies, in the order sent: the bundled tau-bench calls as the
@@ -30,14 +31,21 @@ func loadBodies() (*bodies, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bodies{}
+	raws := make([][]byte, len(calls))
 	for i := range calls {
-		raw, err := calls[i].RequestJSON()
-		if err != nil {
+		if raws[i], err = calls[i].RequestJSON(); err != nil {
 			return nil, err
 		}
+	}
+	return newBodies(raws)
+}
+
+// newBodies makes the streaming variant of each request.
+func newBodies(raws [][]byte) (*bodies, error) {
+	b := &bodies{}
+	for _, raw := range raws {
 		if len(raw) < 2 || raw[len(raw)-1] != '}' {
-			return nil, fmt.Errorf("request of call %s is not a JSON object", calls[i].ID)
+			return nil, errors.New("a request is not a JSON object")
 		}
 		st := make([]byte, 0, len(raw)+16)
 		st = append(st, raw[:len(raw)-1]...)
@@ -50,6 +58,18 @@ func loadBodies() (*bodies, error) {
 		return nil, errors.New("no bundled tau-bench calls")
 	}
 	return b, nil
+}
+
+// withModel returns the same requests, in the same order, asking for model.
+func (b *bodies) withModel(model string) (*bodies, error) {
+	raws := make([][]byte, len(b.plain))
+	for i, raw := range b.plain {
+		var err error
+		if raws[i], err = openai.PatchRequest(raw, map[string]any{"model": model}); err != nil {
+			return nil, err
+		}
+	}
+	return newBodies(raws)
 }
 
 // body returns the i-th body of the cycled sequence.
@@ -67,16 +87,22 @@ type sample struct {
 	err   error
 }
 
-// target is where requests go: the upstream directly, or the gateway.
+// target is where requests go: the upstream directly, or the gateway (with a workload
+// tag, under some shift policy).
 type target struct {
-	name   string
-	key    string // sent as the Bearer token
-	url    string // .../v1/chat/completions
+	name     string
+	key      string // sent as the Bearer token
+	url      string // .../v1/chat/completions
+	reqs     *bodies
+	workload string // sent as X-Downshift-Workload when not empty
+	// pause is how long each worker waits after an answer before its next request (an
+	// agent's time between calls); not part of any timing.
+	pause  time.Duration
 	client *http.Client
 	sent   atomic.Int64
 }
 
-func newTarget(name, base, key string, conns int) *target {
+func newTarget(name, base, key string, reqs *bodies, conns int) *target {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        conns * 2,
@@ -85,7 +111,7 @@ func newTarget(name, base, key string, conns int) *target {
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
 	}
-	return &target{name: name, key: key, url: base + "/v1/chat/completions", client: &http.Client{Transport: tr}}
+	return &target{name: name, key: key, url: base + "/v1/chat/completions", reqs: reqs, client: &http.Client{Transport: tr}}
 }
 
 // do sends one request and times it. Non-streaming: until the body is fully read.
@@ -99,6 +125,9 @@ func (t *target) do(body []byte, stream bool) sample {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+t.key)
+	if t.workload != "" {
+		req.Header.Set("X-Downshift-Workload", t.workload)
+	}
 	start := time.Now()
 	resp, err := t.client.Do(req)
 	if err != nil {
@@ -174,9 +203,9 @@ func carriesToken(data []byte) bool {
 	return (d.Content != nil && *d.Content != "") || len(d.ToolCalls) > 0
 }
 
-// block sends requests first..first+n-1 of the sequence to t with conc workers and
-// returns their samples (in completion order) and the block's wall time.
-func block(t *target, b *bodies, stream bool, first, n, conc int) ([]sample, time.Duration) {
+// block sends requests first..first+n-1 of t's sequence to t with conc workers and
+// returns their samples (in the sequence's order) and the block's wall time.
+func block(t *target, stream bool, first, n, conc int) ([]sample, time.Duration) {
 	out := make([]sample, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -190,7 +219,10 @@ func block(t *target, b *bodies, stream bool, first, n, conc int) ([]sample, tim
 				if i >= n {
 					return
 				}
-				out[i] = t.do(b.body(first+i, stream), stream)
+				out[i] = t.do(t.reqs.body(first+i, stream), stream)
+				if t.pause > 0 {
+					time.Sleep(t.pause)
+				}
 			}
 		}()
 	}
@@ -201,15 +233,28 @@ func block(t *target, b *bodies, stream bool, first, n, conc int) ([]sample, tim
 // series collects one target's samples in one cell.
 type series struct {
 	total, ttft []time.Duration
-	blockP50    []time.Duration // p50 of total (stream: ttft) per block, for paired differences
-	wall        time.Duration
-	errors      int
-	firstErr    error
+	// blockTotal and blockTTFT are the p50s of each block, for paired differences;
+	// blockTTFT only when streaming.
+	blockTotal, blockTTFT []time.Duration
+	wall                  time.Duration
+	errors                int
+	firstErr              error
+	// cpu is the CPU time each metered process used during this target's blocks.
+	cpu []time.Duration
+}
+
+// blockP50 is the per-block p50 the overhead cells pair: of TTFT when streaming, else
+// of the total.
+func (s *series) blockP50() []time.Duration {
+	if len(s.blockTTFT) > 0 {
+		return s.blockTTFT
+	}
+	return s.blockTotal
 }
 
 func (s *series) add(samples []sample, wall time.Duration, stream bool) {
 	s.wall += wall
-	var blk []time.Duration
+	var tot, ttft []time.Duration
 	for _, x := range samples {
 		if x.err != nil {
 			s.errors++
@@ -218,22 +263,35 @@ func (s *series) add(samples []sample, wall time.Duration, stream bool) {
 			}
 			continue
 		}
-		s.total = append(s.total, x.total)
+		tot = append(tot, x.total)
 		if stream {
-			s.ttft = append(s.ttft, x.ttft)
-			blk = append(blk, x.ttft)
-		} else {
-			blk = append(blk, x.total)
+			ttft = append(ttft, x.ttft)
 		}
 	}
-	if len(blk) > 0 {
-		slices.Sort(blk)
-		s.blockP50 = append(s.blockP50, quantile(blk, 0.5))
+	s.total = append(s.total, tot...)
+	s.ttft = append(s.ttft, ttft...)
+	if len(tot) > 0 {
+		slices.Sort(tot)
+		s.blockTotal = append(s.blockTotal, quantile(tot, 0.5))
+	}
+	if len(ttft) > 0 {
+		slices.Sort(ttft)
+		s.blockTTFT = append(s.blockTTFT, quantile(ttft, 0.5))
+	}
+}
+
+// addCPU adds the CPU time each metered process used during one of the target's blocks.
+func (s *series) addCPU(before, after []time.Duration) {
+	if s.cpu == nil {
+		s.cpu = make([]time.Duration, len(after))
+	}
+	for i := range after {
+		s.cpu[i] += after[i] - before[i]
 	}
 }
 
 // quantile returns the q-quantile of sorted xs by the nearest-rank method.
-func quantile(sorted []time.Duration, q float64) time.Duration {
+func quantile[T time.Duration | float64](sorted []T, q float64) T {
 	if len(sorted) == 0 {
 		return 0
 	}
@@ -275,20 +333,29 @@ func summarize(xs []time.Duration) *dist {
 // pairedP50 is the median over block pairs of (gateway block p50 - direct block p50):
 // an estimate of the added p50 that cancels drift in machine load between blocks.
 func pairedP50(direct, gateway []time.Duration) float64 {
-	n := min(len(direct), len(gateway))
-	if n == 0 {
+	d := blockDiffs(direct, gateway)
+	if len(d) == 0 {
 		return 0
 	}
-	d := make([]time.Duration, n)
+	return median(d)
+}
+
+// blockDiffs returns b[i] - a[i] for each block pair, in microseconds, sorted.
+func blockDiffs(a, b []time.Duration) []float64 {
+	n := min(len(a), len(b))
+	d := make([]float64, n)
 	for i := range n {
-		d[i] = gateway[i] - direct[i]
+		d[i] = float64(b[i]-a[i]) / float64(time.Microsecond)
 	}
 	slices.Sort(d)
-	var m time.Duration
+	return d
+}
+
+// median of sorted, non-empty xs.
+func median(xs []float64) float64 {
+	n := len(xs)
 	if n%2 == 1 {
-		m = d[n/2]
-	} else {
-		m = (d[n/2-1] + d[n/2]) / 2
+		return xs[n/2]
 	}
-	return float64(m) / float64(time.Microsecond)
+	return (xs[n/2-1] + xs[n/2]) / 2
 }

@@ -15,9 +15,14 @@
 // `downshift serve -c` on a generated config (SQLite store in a temporary directory,
 // log level warn), as it would be deployed.
 //
+// With -shift it measures shift policies instead, through one gateway: observe (no
+// policy), shadow, the candidate model asked directly, and serve (the candidate behind
+// every guard), each a target in the same alternating blocks; see shift.go.
+//
 // It is a benchmark, not a test: run it on a quiet machine with
 //
 //	go run ./bench/overhead [-n 2000] [-warmup 200] [-concurrency 1,32] [-out bench/out/overhead.json]
+//	go run ./bench/overhead -shift [-concurrency 1,8] [-verify 0.0001] [-pause 0] [-out bench/out/shift.json]
 package main
 
 import (
@@ -52,6 +57,9 @@ type options struct {
 	floor       bool
 	keep        bool
 	proxyCPU    int // pin the gateway and the floor proxy to this CPU; -1: no pinning
+	shift       bool
+	verify      float64 // serve policy's verification share, in shift mode
+	pause       time.Duration
 }
 
 func main() {
@@ -62,12 +70,15 @@ func main() {
 	flag.IntVar(&o.blockSize, "block", 0, "requests per alternating block (0: max(200, 20 x concurrency))")
 	flag.StringVar(&conc, "concurrency", "1,32", "comma-separated concurrency levels")
 	flag.StringVar(&modes, "modes", "nonstream,stream", "comma-separated modes: nonstream, stream")
-	flag.StringVar(&o.out, "out", "bench/out/overhead.json", "JSON results file (empty: none)")
+	flag.StringVar(&o.out, "out", "bench/out/overhead.json", "JSON results file (empty: none; with -shift the default is bench/out/shift.json)")
 	flag.StringVar(&o.perf, "perf", "", "record the gateway process with `perf record -g` into this file")
 	flag.BoolVar(&o.floor, "floor", true, "also measure a plain Go reverse proxy (httputil.ReverseProxy, separate process) as the floor any proxy pays")
 	flag.StringVar(&proxyUpstream, "serve-proxy", "", "internal: run as the floor proxy to this upstream URL")
 	flag.IntVar(&o.proxyCPU, "proxy-cpu", -1, "run the gateway and the floor proxy pinned to this CPU with taskset (run the harness itself pinned to another: taskset -c 0 go run ./bench/overhead -proxy-cpu 1)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binary, config, SQLite store, gateway log)")
+	flag.BoolVar(&o.shift, "shift", false, "measure shift policies instead: observe, shadow, the candidate asked directly and serve (guards), through one gateway (see shift.go)")
+	flag.Float64Var(&o.verify, "verify", 0.0001, "with -shift: the serve policy's verification share (above 0)")
+	flag.DurationVar(&o.pause, "pause", 0, "with -shift: each worker waits this long after an answer before its next request (not timed)")
 	flag.Parse()
 	if proxyUpstream != "" {
 		if err := serveProxy(proxyUpstream); err != nil {
@@ -93,7 +104,19 @@ func main() {
 	if o.n < 1 || o.warmup < 0 {
 		fatalf("-n must be positive and -warmup not negative")
 	}
-	if err := run(o, os.Stdout); err != nil {
+	runner := run
+	if o.shift {
+		runner = runShift
+		outSet := false
+		flag.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+		if !outSet {
+			o.out = "bench/out/shift.json"
+		}
+		if o.verify <= 0 || o.verify > 1 {
+			fatalf("-verify must be above 0 and at most 1")
+		}
+	}
+	if err := runner(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}
@@ -106,16 +129,10 @@ func fatalf(format string, args ...any) {
 
 // report is what -out receives.
 type report struct {
-	Command   string      `json:"command"`
-	Revision  string      `json:"revision"`
-	Date      string      `json:"date"`
-	Machine   machine     `json:"machine"`
-	Upstream  string      `json:"upstream"`
-	Requests  int         `json:"distinct_requests"`
-	MeanBytes int         `json:"mean_request_bytes"`
-	Cells     []cell      `json:"cells"`
-	Record    recordCheck `json:"record_check"`
-	LoadEnd   string      `json:"loadavg_end"`
+	header
+	Cells   []cell      `json:"cells"`
+	Record  recordCheck `json:"record_check"`
+	LoadEnd string      `json:"loadavg_end"`
 }
 
 type machine struct {
@@ -144,11 +161,14 @@ type cell struct {
 }
 
 type side struct {
-	Total    *dist   `json:"total"`
-	TTFT     *dist   `json:"ttft,omitempty"`
-	RPS      float64 `json:"requests_per_second"`
-	Errors   int     `json:"errors"`
-	FirstErr string  `json:"first_error,omitempty"`
+	// CPU is the CPU time per request (µs) each metered process (gateway, simulator)
+	// used during this target's blocks; shift mode only.
+	CPU      map[string]float64 `json:"cpu_us_per_request,omitempty"`
+	Total    *dist              `json:"total"`
+	TTFT     *dist              `json:"ttft,omitempty"`
+	RPS      float64            `json:"requests_per_second"`
+	Errors   int                `json:"errors"`
+	FirstErr string             `json:"first_error,omitempty"`
 }
 
 type recordCheck struct {
@@ -157,150 +177,236 @@ type recordCheck struct {
 	MetricsDropped     float64 `json:"metrics_records_dropped_total"`
 	StoredAfterSIGTERM int     `json:"stored_after_sigterm"`
 	// AssignedOnline counts the stored gateway calls the recorder put in a workload.
-	AssignedOnline int    `json:"assigned_online"`
-	ShutdownError  string `json:"shutdown_error,omitempty"`
-	OK             bool   `json:"ok"`
+	AssignedOnline int `json:"assigned_online"`
+	// Metrics are the series of the metrics asked for, read with the counters above.
+	Metrics       map[string]float64 `json:"metrics,omitempty"`
+	ShutdownError string             `json:"shutdown_error,omitempty"`
+	OK            bool               `json:"ok"`
 }
 
-func run(o options, w io.Writer) error {
-	started := time.Now()
+// rig is what a run sets up: the binary, the simulator and the gateway as separate
+// processes, the requests, and the report's header.
+type rig struct {
+	o       options
+	started time.Time
+	dir     string
+	bin     string
+	reqs    *bodies
+	logf    *os.File
+	sim     *proc
+	gw      *proc // nil once stopped
+	perf    *proc
+	// upstream and gwBase are base URLs; db is the gateway's SQLite store; key its
+	// gateway key, which every target sends.
+	upstream, gwBase, db, key string
+	maxConc                   int
+	header                    header
+}
+
+// header is what every report starts with.
+type header struct {
+	Command   string  `json:"command"`
+	Revision  string  `json:"revision"`
+	Date      string  `json:"date"`
+	Machine   machine `json:"machine"`
+	Upstream  string  `json:"upstream"`
+	Requests  int     `json:"distinct_requests"`
+	MeanBytes int     `json:"mean_request_bytes"`
+}
+
+// setUp builds the binary and starts the simulator (with simArgs) and the gateway,
+// printing what it does under title. Close the rig whatever it returns.
+func setUp(o options, w io.Writer, title string, simArgs []string, gwo gatewayOptions) (*rig, error) {
+	r := &rig{o: o, started: time.Now(), maxConc: 1}
+	for _, c := range o.concurrency {
+		r.maxConc = max(r.maxConc, c)
+	}
 	root, err := moduleRoot()
 	if err != nil {
-		return err
+		return r, err
 	}
-	dir, err := os.MkdirTemp("", "downshift-overhead-")
-	if err != nil {
-		return err
+	if r.dir, err = os.MkdirTemp("", "downshift-overhead-"); err != nil {
+		return r, err
 	}
-	if !o.keep {
-		defer os.RemoveAll(dir)
-	}
-	rep := report{
+	r.header = header{
 		Command:  strings.TrimSpace("go run ./bench/overhead " + strings.Join(os.Args[1:], " ")),
 		Revision: revision(root),
-		Date:     started.UTC().Format(time.RFC3339),
+		Date:     r.started.UTC().Format(time.RFC3339),
 		Machine: machine{
 			NumCPU: runtime.NumCPU(), CPU: cpuModel(), GoVersion: goVersion(),
 			OS: runtime.GOOS + "/" + runtime.GOARCH, LoadStart: loadAvg(),
 		},
 		Upstream: "downshift sim, replay mode (GPT-4o's recorded tau-bench answers), no latency, no faults, separate process",
 	}
-	fmt.Fprintf(w, "downshift gateway overhead  %s\n", rep.Date)
-	fmt.Fprintf(w, "revision: %s\n", rep.Revision)
-	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, %s; loadavg %s\n", rep.Machine.NumCPU, rep.Machine.CPU, rep.Machine.GoVersion, rep.Machine.OS, rep.Machine.LoadStart)
-	if o.proxyCPU >= 0 {
-		fmt.Fprintf(w, "pinning: gateway and floor proxy on CPU %d (taskset); harness and simulator where the harness runs\n", o.proxyCPU)
+	h := r.header
+	fmt.Fprintf(w, "%s  %s\n", title, h.Date)
+	fmt.Fprintf(w, "revision: %s\n", h.Revision)
+	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, %s; loadavg %s\n", h.Machine.NumCPU, h.Machine.CPU, h.Machine.GoVersion, h.Machine.OS, h.Machine.LoadStart)
+	if gwo.CPU >= 0 {
+		fmt.Fprintf(w, "pinning: gateway and floor proxy on CPU %d (taskset); harness and simulator where the harness runs\n", gwo.CPU)
 	}
 
-	b, err := loadBodies()
-	if err != nil {
-		return err
+	if r.reqs, err = loadBodies(); err != nil {
+		return r, err
 	}
-	rep.Requests, rep.MeanBytes = len(b.plain), b.bytes/len(b.plain)
-	fmt.Fprintf(w, "requests: %d bundled tau-bench calls (mean %d bytes), cycled; same sequence to both targets\n", rep.Requests, rep.MeanBytes)
+	r.header.Requests, r.header.MeanBytes = len(r.reqs.plain), r.reqs.bytes/len(r.reqs.plain)
+	fmt.Fprintf(w, "requests: %d bundled tau-bench calls (mean %d bytes), cycled; the same sequence to every target\n", r.header.Requests, r.header.MeanBytes)
 
-	fmt.Fprintf(w, "building ./cmd/downshift into %s\n", dir)
-	bin, err := buildDownshift(root, dir)
-	if err != nil {
-		return err
+	fmt.Fprintf(w, "building ./cmd/downshift into %s\n", r.dir)
+	if r.bin, err = buildDownshift(root, r.dir); err != nil {
+		return r, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "processes.log"))
-	if err != nil {
-		return err
+	if r.logf, err = os.Create(filepath.Join(r.dir, "processes.log")); err != nil {
+		return r, err
 	}
-	defer logf.Close()
+	if r.sim, r.upstream, err = startSim(r.bin, r.logf, simArgs...); err != nil {
+		return r, err
+	}
+	if r.gw, r.gwBase, r.db, r.key, err = startGateway(r.bin, r.dir, r.upstream, gwo, r.logf); err != nil {
+		return r, err
+	}
+	fmt.Fprintf(w, "upstream: %s (sim pid %d); gateway: %s (pid %d), recording to %s\n\n", r.upstream, r.sim.cmd.Process.Pid, r.gwBase, r.gw.cmd.Process.Pid, r.db)
+	return r, nil
+}
 
-	simP, upstream, err := startSim(bin, logf)
-	if err != nil {
-		return err
-	}
-	defer simP.stop(syscall.SIGTERM, 5*time.Second)
-	gwP, gwBase, db, key, err := startGateway(bin, dir, upstream, o.proxyCPU, logf)
-	if err != nil {
-		return err
-	}
-	gwStopped := false
-	defer func() {
-		if !gwStopped {
-			_ = gwP.stop(syscall.SIGKILL, 5*time.Second)
-		}
-	}()
-	fmt.Fprintf(w, "upstream: %s (sim pid %d); gateway: %s (pid %d), recording to %s\n\n", upstream, simP.cmd.Process.Pid, gwBase, gwP.cmd.Process.Pid, db)
-
-	maxConc := 1
-	for _, c := range o.concurrency {
-		maxConc = max(maxConc, c)
-	}
-	// Every target gets the same gateway key header, so requests are identical.
-	direct := newTarget("direct", upstream, key, maxConc)
-	gw := newTarget("gateway", gwBase, key, maxConc)
-	var floor *target
-	if o.floor {
-		floorP, floorBase, err := startFloor(upstream, o.proxyCPU, logf)
-		if err != nil {
-			return err
-		}
-		defer floorP.stop(syscall.SIGTERM, 5*time.Second)
-		floor = newTarget("floor", floorBase, key, maxConc)
-		fmt.Fprintf(w, "floor: plain httputil.ReverseProxy at %s (pid %d)\n\n", floorBase, floorP.cmd.Process.Pid)
-	}
-
-	var perfP *proc
-	if o.perf != "" {
-		if perfP, err = startPerf(o.perf, gwP.cmd.Process.Pid, logf); err != nil {
+// measure attaches perf to the gateway when -perf asks for it, primes the upstream,
+// then calls cell for each mode and concurrency in turn, and stops perf.
+//
+// Priming sends every distinct request to the simulator once: it counts a recording's
+// tokens the first time it replays it, which would otherwise land on whichever target
+// saw the request first.
+func (r *rig) measure(w io.Writer, cell func(stream bool, conc int)) error {
+	if r.o.perf != "" {
+		var err error
+		if r.perf, err = startPerf(r.o.perf, r.gw.cmd.Process.Pid, r.logf); err != nil {
 			return err
 		}
 		time.Sleep(500 * time.Millisecond) // let perf attach
 	}
-
-	// The simulator counts a recording's tokens the first time it replays it; send
-	// every distinct request once so that neither target pays for that in a cell.
-	fmt.Fprintf(w, "priming the upstream with each of the %d requests once\n\n", len(b.plain))
-	if samples, _ := block(direct, b, false, 0, len(b.plain), 4); errorsIn(samples) > 0 {
+	fmt.Fprintf(w, "priming the upstream with each of the %d requests once\n\n", len(r.reqs.plain))
+	direct := newTarget("prime", r.upstream, r.key, r.reqs, 4)
+	if samples, _ := block(direct, false, 0, len(r.reqs.plain), 4); errorsIn(samples) > 0 {
 		return fmt.Errorf("priming the upstream: %d of %d requests failed", errorsIn(samples), len(samples))
 	}
-
-	failed := false
-	for _, mode := range o.modes {
-		for _, conc := range o.concurrency {
-			c := runCell(o, direct, gw, floor, b, mode == "stream", conc)
-			printCell(w, c)
-			rep.Cells = append(rep.Cells, c)
-			if c.Direct.Errors+c.Gateway.Errors > 0 || (c.Floor != nil && c.Floor.Errors > 0) {
-				failed = true
-			}
+	for _, mode := range r.o.modes {
+		for _, conc := range r.o.concurrency {
+			cell(mode == "stream", conc)
 		}
 	}
+	r.stopPerf(w)
+	return nil
+}
 
-	if perfP != nil {
-		if err := perfP.stop(syscall.SIGINT, 30*time.Second); err != nil {
-			fmt.Fprintln(w, "perf:", err)
-		}
-		fmt.Fprintf(w, "perf profile of the gateway: %s (perf report -i %s --no-children)\n\n", o.perf, o.perf)
+// modeName names a cell's mode.
+func modeName(stream bool) string {
+	if stream {
+		return "stream"
 	}
+	return "nonstream"
+}
 
-	rep.Record = checkRecords(gwP, gwBase, db, gw.sent.Load())
-	gwStopped = true
-	printRecord(w, rep.Record)
-	rep.LoadEnd = loadAvg()
-	fmt.Fprintf(w, "loadavg at end: %s; took %s\n\n", rep.LoadEnd, time.Since(started).Round(time.Second))
-	printMarkdown(w, rep.Cells)
+func (r *rig) stopPerf(w io.Writer) {
+	if r.perf == nil {
+		return
+	}
+	if err := r.perf.stop(syscall.SIGINT, 30*time.Second); err != nil {
+		fmt.Fprintln(w, "perf:", err)
+	}
+	r.perf = nil
+	fmt.Fprintf(w, "perf profile of the gateway: %s (perf report -i %s --no-children)\n\n", r.o.perf, r.o.perf)
+}
 
-	if o.out != "" {
-		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
-			return err
-		}
-		js, err := json.MarshalIndent(rep, "", "  ")
+// checkRecords stops the gateway gracefully and checks its store (see checkRecords).
+func (r *rig) checkRecords(sent int64, metrics ...string) recordCheck {
+	rc := checkRecords(r.gw, r.gwBase, r.db, sent, metrics...)
+	r.gw = nil
+	return rc
+}
+
+// close stops what is still running and removes the temporary directory unless -keep.
+func (r *rig) close(w io.Writer) {
+	if r.perf != nil {
+		_ = r.perf.stop(syscall.SIGINT, 30*time.Second)
+	}
+	if r.gw != nil {
+		_ = r.gw.stop(syscall.SIGKILL, 5*time.Second)
+	}
+	if r.sim != nil {
+		_ = r.sim.stop(syscall.SIGTERM, 5*time.Second)
+	}
+	if r.logf != nil {
+		r.logf.Close()
+	}
+	if r.dir == "" {
+		return
+	}
+	if r.o.keep {
+		fmt.Fprintf(w, "kept %s\n", r.dir)
+		return
+	}
+	os.RemoveAll(r.dir)
+}
+
+// writeJSON writes v to path (nothing when path is empty).
+func writeJSON(w io.Writer, path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nwrote %s\n", path)
+	return nil
+}
+
+func run(o options, w io.Writer) error {
+	r, err := setUp(o, w, "downshift gateway overhead", nil, gatewayOptions{CPU: o.proxyCPU})
+	defer r.close(w)
+	if err != nil {
+		return err
+	}
+	rep := report{header: r.header}
+	// Every target gets the same gateway key header, so requests are identical.
+	direct := newTarget("direct", r.upstream, r.key, r.reqs, r.maxConc)
+	gw := newTarget("gateway", r.gwBase, r.key, r.reqs, r.maxConc)
+	targets := []*target{direct, gw}
+	if o.floor {
+		floorP, floorBase, err := startFloor(r.upstream, o.proxyCPU, r.logf)
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(o.out, append(js, '\n'), 0o644); err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "\nwrote %s\n", o.out)
+		defer floorP.stop(syscall.SIGTERM, 5*time.Second)
+		targets = append(targets, newTarget("floor", floorBase, r.key, r.reqs, r.maxConc))
+		fmt.Fprintf(w, "floor: plain httputil.ReverseProxy at %s (pid %d)\n\n", floorBase, floorP.cmd.Process.Pid)
 	}
-	if o.keep {
-		fmt.Fprintf(w, "kept %s\n", dir)
+	failed := false
+	err = r.measure(w, func(stream bool, conc int) {
+		c := runCell(o, targets, stream, conc)
+		printCell(w, c)
+		rep.Cells = append(rep.Cells, c)
+		if c.Direct.Errors+c.Gateway.Errors > 0 || (c.Floor != nil && c.Floor.Errors > 0) {
+			failed = true
+		}
+	})
+	if err != nil {
+		return err
+	}
+
+	rep.Record = r.checkRecords(gw.sent.Load())
+	printRecord(w, rep.Record)
+	rep.LoadEnd = loadAvg()
+	fmt.Fprintf(w, "loadavg at end: %s; took %s\n\n", rep.LoadEnd, time.Since(r.started).Round(time.Second))
+	printMarkdown(w, rep.Cells)
+
+	if err := writeJSON(w, o.out, rep); err != nil {
+		return err
 	}
 	switch {
 	case !rep.Record.OK:
@@ -311,26 +417,18 @@ func run(o options, w io.Writer) error {
 	return nil
 }
 
-// runCell warms the targets up, then sends n requests to each in alternating blocks,
-// rotating which target goes first: block k of every target holds the same requests.
-// floor may be nil.
-func runCell(o options, direct, gw, floor *target, b *bodies, stream bool, conc int) cell {
+// alternate warms each target up, then sends o.n requests to each in alternating
+// blocks, rotating which target goes first: block k of every target holds the same
+// requests. It returns each target's series and the block size.
+// meter, when not nil, reads the processes' CPU time around every block.
+func alternate(o options, targets []*target, meter *cpuMeter, stream bool, conc int) ([]series, int) {
 	bs := o.blockSize
 	if bs <= 0 {
 		bs = max(200, 20*conc)
 	}
-	mode := "nonstream"
-	if stream {
-		mode = "stream"
-	}
-	c := cell{Mode: mode, Concurrency: conc, Block: bs, LoadAvg: loadAvg()}
-	targets := []*target{direct, gw}
-	if floor != nil {
-		targets = append(targets, floor)
-	}
 	if o.warmup > 0 {
 		for _, t := range targets {
-			block(t, b, stream, 0, o.warmup, conc)
+			block(t, stream, 0, o.warmup, conc)
 		}
 	}
 	ser := make([]series, len(targets))
@@ -338,12 +436,25 @@ func runCell(o options, direct, gw, floor *target, b *bodies, stream bool, conc 
 		n := min(bs, o.warmup+o.n-first)
 		for j := range targets {
 			i := (j + k) % len(targets)
-			samples, wall := block(targets[i], b, stream, first, n, conc)
+			before := meter.read()
+			samples, wall := block(targets[i], stream, first, n, conc)
 			ser[i].add(samples, wall, stream)
+			if meter != nil {
+				ser[i].addCPU(before, meter.read())
+			}
 		}
 	}
+	return ser, bs
+}
+
+// runCell measures targets (direct, gateway and maybe floor) at one mode and
+// concurrency.
+func runCell(o options, targets []*target, stream bool, conc int) cell {
+	c := cell{Mode: modeName(stream), Concurrency: conc, LoadAvg: loadAvg()}
+	ser, bs := alternate(o, targets, nil, stream, conc)
+	c.Block = bs
 	c.Direct, c.Gateway = toSide(&ser[0]), toSide(&ser[1])
-	if floor != nil {
+	if len(ser) > 2 {
 		f := toSide(&ser[2])
 		c.Floor = &f
 	}
@@ -355,7 +466,7 @@ func runCell(o options, direct, gw, floor *target, b *bodies, stream bool, conc 
 		c.AddedTTFT50 = c.Gateway.TTFT.P50 - c.Direct.TTFT.P50
 		c.AddedTTFT99 = c.Gateway.TTFT.P99 - c.Direct.TTFT.P99
 	}
-	c.PairedP50 = pairedP50(ser[0].blockP50, ser[1].blockP50)
+	c.PairedP50 = pairedP50(ser[0].blockP50(), ser[1].blockP50())
 	return c
 }
 
@@ -380,13 +491,17 @@ func toSide(s *series) side {
 	return out
 }
 
-// checkRecords waits for the recorder to catch up, reads its counters from /metrics,
-// stops the gateway with SIGTERM (a graceful drain) and counts the calls in its store.
-func checkRecords(gwP *proc, base, db string, sent int64) recordCheck {
+// checkRecords waits for the recorder to catch up, reads its counters (and the series
+// of metrics) from /metrics, stops the gateway with SIGTERM (a graceful drain) and
+// counts the calls in its store.
+func checkRecords(gwP *proc, base, db string, sent int64, metrics ...string) recordCheck {
 	rc := recordCheck{SentThroughGateway: sent}
 	ctx := context.Background()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		m, err := metricSums(ctx, base+"/metrics", "downshift_records_written_total", "downshift_records_dropped_total")
+		if err == nil && len(metrics) > 0 {
+			rc.Metrics, err = metricValues(ctx, base+"/metrics", metrics...)
+		}
 		if err != nil {
 			rc.ShutdownError = "metrics: " + err.Error()
 			break

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -80,10 +81,12 @@ func buildDownshift(root, dir string) (string, error) {
 var simAddrRE = regexp.MustCompile(`serving http://([^/\s]+)/v1`)
 
 // startSim runs `downshift sim` with no latency and no faults, replaying the bundled
-// tau-bench calls, on a free port, and returns its base URL (http://host:port).
-func startSim(bin string, logw io.Writer) (*proc, string, error) {
-	cmd := exec.Command(bin, "sim", "--listen", "127.0.0.1:0", "--mode", "replay",
-		"--data", "taubench", "--unknown", "error", "--shutdown-timeout", "2s")
+// tau-bench calls, on a free port, and returns its base URL (http://host:port). extra
+// are more flags (candidates).
+func startSim(bin string, logw io.Writer, extra ...string) (*proc, string, error) {
+	args := append([]string{"sim", "--listen", "127.0.0.1:0", "--mode", "replay",
+		"--data", "taubench", "--unknown", "error", "--shutdown-timeout", "2s"}, extra...)
+	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err
@@ -127,10 +130,26 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// gatewayOptions are what runs differ in when they start the gateway.
+type gatewayOptions struct {
+	// CPU pins the gateway to this CPU with taskset; -1: no pinning.
+	CPU int
+	// Candidates are candidate-role models served by the simulator, as the gateway's
+	// catalog names them; none in the overhead run.
+	Candidates []string
+	// Prepare, when set, runs on the store (its SQLite path) after the setup an
+	// operator would do and before the gateway starts: it saves the shift policies.
+	Prepare func(db string) error
+}
+
 // gatewayConfig is the YAML the gateway runs with: the simulator as the only backend,
-// gpt-4o as the reference model, recording into SQLite with redaction (the default) and
-// encryption at rest on, warnings only.
-func gatewayConfig(port int, upstream, db, encKey string) string {
+// gpt-4o as the reference model (and candidates, if any), recording into SQLite with
+// redaction (the default) and encryption at rest on, warnings only.
+func gatewayConfig(port int, upstream, db, encKey string, candidates []string) string {
+	var cands strings.Builder
+	for _, c := range candidates {
+		fmt.Fprintf(&cands, "  - name: %s\n    backend: sim\n    role: candidate\n", c)
+	}
 	return fmt.Sprintf(`# written by bench/overhead
 listen: 127.0.0.1:%d
 shutdown_timeout: 60s
@@ -146,19 +165,19 @@ models:
   - name: gpt-4o
     backend: sim
     role: reference
-privacy:
+%sprivacy:
   encryption:
     active: bench
     keys:
       - {id: bench, file: %s}
-`, port, strconv.Quote(db), upstream, strconv.Quote(encKey))
+`, port, strconv.Quote(db), upstream, cands.String(), strconv.Quote(encKey))
 }
 
 // startGateway sets up what an operator would (an encryption key, a gateway key for
 // the load generator, the config) with the downshift binary, then runs
 // `downshift serve -c` and waits for /readyz. It returns the process, its base URL, the
 // database path and the gateway key.
-func startGateway(bin, dir, upstream string, cpu int, logw io.Writer) (*proc, string, string, string, error) {
+func startGateway(bin, dir, upstream string, o gatewayOptions, logw io.Writer) (*proc, string, string, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", "", "", err
@@ -169,7 +188,7 @@ func startGateway(bin, dir, upstream string, cpu int, logw io.Writer) (*proc, st
 	if out, err := exec.Command(bin, "keys", "encryption", "new", "--out", encKey).CombinedOutput(); err != nil {
 		return nil, "", "", "", fmt.Errorf("keys encryption new: %v: %s", err, out)
 	}
-	if err := os.WriteFile(cfgPath, []byte(gatewayConfig(port, upstream, db, encKey)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(gatewayConfig(port, upstream, db, encKey, o.Candidates)), 0o600); err != nil {
 		return nil, "", "", "", err
 	}
 	out, err := exec.Command(bin, "keys", "create", "--db", db, "--kind", "gateway", "--name", "bench", "--quiet").Output()
@@ -192,7 +211,12 @@ func startGateway(bin, dir, upstream string, cpu int, logw io.Writer) (*proc, st
 			return nil, "", "", "", fmt.Errorf("%s: %v: %s", args[0], err, out)
 		}
 	}
-	cmd := pinned(cpu, bin, "serve", "-c", cfgPath)
+	if o.Prepare != nil {
+		if err := o.Prepare(db); err != nil {
+			return nil, "", "", "", err
+		}
+	}
+	cmd := pinned(o.CPU, bin, "serve", "-c", cfgPath)
 	cmd.Stdout, cmd.Stderr = logw, logw
 	p, err := startProc("gateway", cmd)
 	if err != nil {
@@ -230,6 +254,21 @@ func waitReady(url string, p *proc, timeout time.Duration) error {
 // metricSums reads a Prometheus text exposition and sums each named metric over its
 // labels.
 func metricSums(ctx context.Context, url string, names ...string) (map[string]float64, error) {
+	vals, err := metricValues(ctx, url, names...)
+	if err != nil {
+		return nil, err
+	}
+	sums := map[string]float64{}
+	for series, v := range vals {
+		name, _, _ := strings.Cut(series, "{")
+		sums[name] += v
+	}
+	return sums, nil
+}
+
+// metricValues reads a Prometheus text exposition and returns the value of each series
+// of the named metrics, by the series as written (name{label="value",...}).
+func metricValues(ctx context.Context, url string, names ...string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -246,7 +285,7 @@ func metricSums(ctx context.Context, url string, names ...string) (map[string]fl
 	for _, n := range names {
 		want[n] = true
 	}
-	sums := map[string]float64{}
+	vals := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -261,9 +300,9 @@ func metricSums(ctx context.Context, url string, names ...string) (map[string]fl
 		if !want[name] {
 			continue
 		}
-		rest := line[len(name):]
+		series, rest := name, line[len(name):]
 		if i := strings.LastIndexByte(rest, '}'); i >= 0 {
-			rest = rest[i+1:]
+			series, rest = name+rest[:i+1], rest[i+1:]
 		}
 		f := strings.Fields(rest)
 		if len(f) == 0 {
@@ -273,9 +312,9 @@ func metricSums(ctx context.Context, url string, names ...string) (map[string]fl
 		if err != nil {
 			return nil, fmt.Errorf("metric line %q: %w", line, err)
 		}
-		sums[name] += v
+		vals[series] += v
 	}
-	return sums, sc.Err()
+	return vals, sc.Err()
 }
 
 // startPerf samples the gateway process's stacks with perf until stopped with SIGINT.
@@ -283,6 +322,46 @@ func startPerf(path string, pid int, logw io.Writer) (*proc, error) {
 	cmd := exec.Command("perf", "record", "-F", "1999", "-g", "-p", strconv.Itoa(pid), "-o", path)
 	cmd.Stdout, cmd.Stderr = logw, logw
 	return startProc("perf", cmd)
+}
+
+// cpuMeter reads the CPU time the processes under test have used.
+type cpuMeter struct {
+	names []string
+	pids  []int
+}
+
+// clockTick is the unit of /proc/PID/stat's CPU times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// read returns each process's user + system CPU time so far (0 where /proc cannot
+// tell). The times are counted in clock ticks, so read them over many requests.
+func (m *cpuMeter) read() []time.Duration {
+	if m == nil {
+		return nil
+	}
+	out := make([]time.Duration, len(m.pids))
+	for i, pid := range m.pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		// The fields after the command name, which is in parentheses: state is
+		// field 3 of stat(5), utime 14 and stime 15.
+		j := bytes.LastIndexByte(b, ')')
+		if j < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[j+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, err1 := strconv.ParseInt(f[11], 10, 64)
+		st, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 == nil && err2 == nil {
+			out[i] = time.Duration(ut+st) * clockTick
+		}
+	}
+	return out
 }
 
 // pinned is exec.Command, under `taskset -c cpu` when cpu >= 0.
