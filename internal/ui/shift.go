@@ -83,20 +83,25 @@ var fieldLabels = map[string]string{
 	"mode": "Mode", "candidate": "Candidate", "canary_share": "Canary share", "reason": "Reason",
 }
 
+// formView is what the policy form template shows: the workload, the form as typed
+// or prefilled, and what is wrong with it.
+type formView struct {
+	Key        string
+	Form       policyForm
+	Error      string // what is wrong with the form; "" when nothing is
+	Field      string // the form field at fault
+	Modes      []string
+	Candidates []string
+}
+
 // policyView is the review page: the change from the current version to the next
 // with a Confirm button, or the form again with what is wrong.
 type policyView struct {
 	common
-	Key        string
-	Form       policyForm
-	Error      string // what is wrong with the form; "" when it can be confirmed
-	Field      string // the form field at fault
-	Current    *store.Policy
-	Next       *store.Policy
-	Changes    []fieldChange
-	Modes      []string
-	Candidates []string
-	CanShift   bool
+	formView
+	Current *store.Policy
+	Next    *store.Policy
+	Changes []fieldChange
 }
 
 // fieldChange is one line of the review: a field's value now and after the change.
@@ -125,8 +130,8 @@ func (u *UI) prepare(ctx context.Context, r *http.Request, s *session) (*prepare
 	if err != nil {
 		return nil, 0, err
 	}
-	v := policyView{common: u.common(r, s, "Change the policy of "+key, "workloads"), Key: key, Form: f,
-		Modes: modes, Candidates: u.candidates(), CanShift: true}
+	v := policyView{common: u.common(r, s, "Change the policy of "+key, "workloads"),
+		formView: formView{Key: key, Form: f, Modes: modes, Candidates: u.candidates()}}
 	history, err := u.store.PolicyHistory(ctx, key)
 	if err != nil {
 		return nil, 0, err

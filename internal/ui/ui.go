@@ -376,14 +376,14 @@ type common struct {
 	Principal *auth.Principal
 	CSRF      string
 	CSS       string
-	Path      string // the page's path, for the period selector's links
+	Path      string // the page's path, escaped, for the period selector's links
 	Window    window // the period shown; zero on pages without one
 	Periods   []period
 	Notice    string // a note above the content (no rollups, a saved version)
 }
 
 func (u *UI) common(r *http.Request, s *session, title, nav string) common {
-	c := common{Title: title, Nav: nav, CSS: u.css, Path: r.URL.Path, Periods: periods}
+	c := common{Title: title, Nav: nav, CSS: u.css, Path: r.URL.EscapedPath(), Periods: periods}
 	if s != nil {
 		c.Principal, c.CSRF = s.principal, u.sessions.csrf(s)
 	}
@@ -391,7 +391,7 @@ func (u *UI) common(r *http.Request, s *session, title, nav string) common {
 }
 
 // IsAdmin reports whether the person may change policies.
-func (c *common) IsAdmin() bool { return c.Principal != nil && c.Principal.Can(store.RoleAdmin) }
+func (c common) IsAdmin() bool { return c.Principal != nil && c.Principal.Can(store.RoleAdmin) }
 
 // render executes page into a buffer and sends it, so that a template error becomes
 // an error page rather than half a page.

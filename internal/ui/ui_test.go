@@ -272,7 +272,9 @@ func (b *browser) do(method, path string, form url.Values) response {
 
 func (b *browser) get(path string) response { return b.do(http.MethodGet, path, nil) }
 
-func (b *browser) post(path string, form url.Values) response { return b.do(http.MethodPost, path, form) }
+func (b *browser) post(path string, form url.Values) response {
+	return b.do(http.MethodPost, path, form)
+}
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
@@ -301,7 +303,7 @@ func (b *browser) ok(path string) string {
 	b.e.t.Helper()
 	r := b.get(path)
 	if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
-		b.e.t.Fatalf("GET %s: %d %s\n%s", path, r.status, r.header.Get("Content-Type"), r.body)
+		b.e.t.Fatalf("GET %s: %d %s\nlog:\n%s", path, r.status, r.header.Get("Content-Type"), b.e.logs.String())
 	}
 	return r.body
 }

@@ -121,7 +121,7 @@ func (u *UI) workloads(w http.ResponseWriter, r *http.Request, s *session) error
 // workloadView is one workload's page.
 type workloadView struct {
 	common
-	Key      string
+	formView                 // the policy change form (admins), prefilled from the current version
 	Analysis *store.Workload // nil when the latest analysis did not find it
 	figures
 	Charts []chart
@@ -131,7 +131,7 @@ type workloadView struct {
 	Older   int            // versions left out of History
 
 	Leaderboard *eval.Leaderboard // the latest finished evaluation's; nil: none
-	Calls       []store.Call      // the newest calls, metadata only
+	RecentCalls []store.Call      // the newest calls, metadata only
 	NoCalls     string            // why there is no list of calls, when there is none
 
 	Form       policyForm // the policy change form (admins)
@@ -155,8 +155,8 @@ func (u *UI) workload(w http.ResponseWriter, r *http.Request, s *session) error 
 	}
 	ctx := r.Context()
 	key := r.PathValue("id")
-	v := workloadView{common: u.common(r, s, "Workload "+key, "workloads"), Key: key,
-		Modes: modes, Candidates: u.candidates(), CanShift: key != store.NoWorkload}
+	v := workloadView{common: u.common(r, s, "Workload "+key, "workloads"), CanShift: key != store.NoWorkload,
+		formView: formView{Key: key, Modes: modes, Candidates: u.candidates()}}
 	win := p.at(u.now())
 	v.Window = win
 	if n, err := strconv.Atoi(r.URL.Query().Get("saved")); err == nil && n > 0 {
@@ -209,7 +209,7 @@ func (u *UI) workload(w http.ResponseWriter, r *http.Request, s *session) error 
 	}
 	if key == store.NoWorkload {
 		v.NoCalls = "Calls with neither a workload nor a tag are not listed here."
-	} else if v.Calls, err = u.store.ListCalls(ctx, store.Filter{WorkloadID: key, Limit: recentCalls}); err != nil {
+	} else if v.RecentCalls, err = u.store.ListCalls(ctx, store.Filter{WorkloadID: key, Limit: recentCalls}); err != nil {
 		return err
 	}
 	return u.render(w, http.StatusOK, "workload", v)
