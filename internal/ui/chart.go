@@ -185,15 +185,15 @@ func niceTicks(lo, hi float64, n int) []float64 {
 			break
 		}
 	}
-	first := math.Floor(lo/step) * step
+	first := math.Floor(lo/step + 1e-9)
 	var out []float64
-	for t := first; t < hi+step/2; t += step {
-		out = append(out, cleanZero(math.Round(t/step)*step))
+	for k := first; ; k++ {
+		t := cleanZero(k * step)
+		out = append(out, t)
+		if len(out) >= 2 && t >= hi-step*1e-9 {
+			return out
+		}
 	}
-	if len(out) < 2 {
-		out = append(out, out[0]+step)
-	}
-	return out
 }
 
 func cleanZero(x float64) float64 {
