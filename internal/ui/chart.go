@@ -61,10 +61,13 @@ type tick struct {
 
 type lineView struct {
 	Name  string
-	Class string // c0..c5: colour and dash pattern (CSS)
-	D     string // the path
-	Area  string // the filled area's path, or ""
+	Class string  // c0..c5: colour and dash pattern (CSS)
+	D     string  // the path
+	Dots  []point // values alone between gaps, drawn as dots
+	Area  string  // the filled area's path, or ""
 }
+
+type point struct{ X, Y float64 }
 
 // view lays the chart out.
 func (c *chart) view() chartView {
@@ -96,7 +99,8 @@ func (c *chart) view() chartView {
 	}
 	var summary []string
 	for k, s := range c.Series {
-		l := lineView{Name: s.Name, Class: fmt.Sprintf("c%d", k%6), D: linePath(s.Values, x, y)}
+		l := lineView{Name: s.Name, Class: fmt.Sprintf("c%d", k%6)}
+		l.D, l.Dots = linePath(s.Values, x, y)
 		if k == 0 && c.Fill && l.D != "" {
 			l.Area = fmt.Sprintf("%s L%.1f %.1f L%.1f %.1f Z", l.D, x(n-1), y(math.Max(lo, 0)), x(0), y(math.Max(lo, 0)))
 		}
@@ -132,30 +136,28 @@ func (c *chart) view() chartView {
 }
 
 // linePath draws values as a path through (x(i), y(value)), lifting the pen over
-// gaps; a point alone between gaps is a dot (a round cap on a zero-length segment).
-func linePath(values []float64, x func(int) float64, y func(float64) float64) string {
+// gaps; a value alone between gaps is returned as a dot instead.
+func linePath(values []float64, x func(int) float64, y func(float64) float64) (string, []point) {
 	var b strings.Builder
-	pen := false
+	var dots []point
+	ok := func(i int) bool {
+		return i >= 0 && i < len(values) && !math.IsNaN(values[i]) && !math.IsInf(values[i], 0)
+	}
 	for i, val := range values {
-		if math.IsNaN(val) || math.IsInf(val, 0) {
-			pen = false
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		next := i+1 < len(values) && !math.IsNaN(values[i+1]) && !math.IsInf(values[i+1], 0)
 		switch {
-		case pen:
-			fmt.Fprintf(&b, "L%.1f %.1f", x(i), y(val))
-		case next:
+		case !ok(i):
+		case ok(i - 1):
+			fmt.Fprintf(&b, " L%.1f %.1f", x(i), y(val))
+		case ok(i + 1):
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
 			fmt.Fprintf(&b, "M%.1f %.1f", x(i), y(val))
 		default:
-			fmt.Fprintf(&b, "M%.1f %.1f h0", x(i), y(val))
+			dots = append(dots, point{round1(x(i)), round1(y(val))})
 		}
-		pen = true
 	}
-	return b.String()
+	return b.String(), dots
 }
 
 // describe summarises a series for a screen reader: its range and latest value.

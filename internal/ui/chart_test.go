@@ -43,15 +43,18 @@ func TestLinePathLiftsThePenOverGaps(t *testing.T) {
 	for _, c := range []struct {
 		values []float64
 		want   string
+		dots   []point
 	}{
-		{nil, ""},
-		{[]float64{nan, nan}, ""},
-		{[]float64{1, 2, 3}, "M0.0 99.0 L10.0 98.0 L20.0 97.0"},
-		{[]float64{1, nan, 2, 3}, "M0.0 99.0 h0 M20.0 98.0 L30.0 97.0"},
-		{[]float64{nan, 5, nan}, "M10.0 95.0 h0"},
+		{nil, "", nil},
+		{[]float64{nan, nan}, "", nil},
+		{[]float64{1, 2, 3}, "M0.0 99.0 L10.0 98.0 L20.0 97.0", nil},
+		{[]float64{1, nan, 2, 3}, "M20.0 98.0 L30.0 97.0", []point{{0, 99}}},
+		{[]float64{1, 2, nan, 3, 4}, "M0.0 99.0 L10.0 98.0 M30.0 97.0 L40.0 96.0", nil},
+		{[]float64{nan, 5, nan}, "", []point{{10, 95}}},
 	} {
-		if got := linePath(c.values, x, y); got != c.want {
-			t.Errorf("linePath(%v) = %q; want %q", c.values, got, c.want)
+		got, dots := linePath(c.values, x, y)
+		if got != c.want || !slices.Equal(dots, c.dots) {
+			t.Errorf("linePath(%v) = %q, %v; want %q, %v", c.values, got, dots, c.want, c.dots)
 		}
 	}
 }

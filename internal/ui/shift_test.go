@@ -32,6 +32,12 @@ func TestAdminChangesModeThroughTheConfirmation(t *testing.T) {
 	if !strings.Contains(page, `data-testid="policy-form"`) {
 		t.Fatal("an admin is not shown the policy form")
 	}
+	for _, want := range []string{`<option value="observe">`, `<option value="shadow" selected>`, `<option value="canary">`,
+		`<option value="serve">`, `<option value="qwen2.5-7b">`, `<option value="llama-3.2-1b">`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the policy form lacks %s", want)
+		}
+	}
 	token, expected := policyFormOf(t, page)
 	if expected != "0" {
 		t.Fatalf("expected version %s; want 0 for a workload without a policy", expected)

@@ -134,10 +134,7 @@ type workloadView struct {
 	RecentCalls []store.Call      // the newest calls, metadata only
 	NoCalls     string            // why there is no list of calls, when there is none
 
-	Form       policyForm // the policy change form (admins)
-	Modes      []string
-	Candidates []string
-	CanShift   bool // a policy can be set for this key
+	CanShift bool // a policy can be set for this key
 }
 
 // maxHistory and recentCalls bound the lists on a workload's page.
