@@ -36,7 +36,7 @@ func (u *UI) showLogin(w http.ResponseWriter, r *http.Request, status int, next,
 	_, _ = rand.Read(b[:])
 	nonce := hex.EncodeToString(b[:])
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: nonce, Path: "/ui", MaxAge: 3600,
-		HttpOnly: true, Secure: isTLS(r), SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: u.secureCookie(r), SameSite: http.SameSiteStrictMode})
 	v := loginView{common: u.common(r, nil, "Log in", ""), Next: next, Error: msg, Lasts: lasts(u.sessions.ttl)}
 	v.CSRF = u.sessions.loginToken(nonce)
 	if err := u.render(w, status, "login", v); err != nil {
@@ -69,9 +69,9 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		u.showLogin(w, r, http.StatusUnauthorized, next, msg)
 		return
 	}
-	http.SetCookie(w, u.sessions.start(p.KeyID, isTLS(r)))
+	http.SetCookie(w, u.sessions.start(p.KeyID, u.secureCookie(r)))
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Path: "/ui", MaxAge: -1, HttpOnly: true,
-		Secure: isTLS(r), SameSite: http.SameSiteStrictMode})
+		Secure: u.secureCookie(r), SameSite: http.SameSiteStrictMode})
 	u.log.Info("dashboard login", "key", p.KeyID, "role", p.Role, "remote", r.RemoteAddr)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
@@ -87,7 +87,7 @@ func (u *UI) logoutForm(w http.ResponseWriter, r *http.Request, s *session) erro
 func (u *UI) logout(w http.ResponseWriter, r *http.Request, s *session) error {
 	u.sessions.end(s)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/ui", MaxAge: -1, HttpOnly: true,
-		Secure: isTLS(r), SameSite: http.SameSiteStrictMode})
+		Secure: u.secureCookie(r), SameSite: http.SameSiteStrictMode})
 	u.log.Info("dashboard logout", "key", s.keyID, "remote", r.RemoteAddr)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 	return nil
@@ -105,3 +105,6 @@ func lasts(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// secureCookie reports whether the response's cookies are to be Secure.
+func (u *UI) secureCookie(r *http.Request) bool { return u.secure || r.TLS != nil }

@@ -151,9 +151,6 @@ func (ss *sessions) checkLogin(r *http.Request) bool {
 	return err == nil && hmac.Equal(got, ss.mac("login", c.Value))
 }
 
-// isTLS reports whether the request came over TLS, so that cookies are Secure.
-func isTLS(r *http.Request) bool { return r.TLS != nil }
-
 // safeNext returns where to go after logging in: next when it is a path of the
 // dashboard on this site, else the overview. It refuses absolute URLs,
 // protocol-relative ones ("//host") and backslashes, which some browsers read as

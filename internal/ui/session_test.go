@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -220,4 +221,31 @@ func decodeB64(t testing.TB, s string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestCookiesAreSecureOverTLSOrWhenAsked(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		tls    bool
+		option bool
+	}{{"plain HTTP", false, false}, {"TLS", true, false}, {"behind a TLS proxy", false, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, false)
+			u, err := New(Options{Store: e.db, Keys: e.keys, SecureCookies: c.option})
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := "http://downshift.example/ui/login"
+			if c.tls {
+				target = "https://downshift.example/ui/login"
+			}
+			req := httptest.NewRequest(http.MethodGet, target, nil)
+			w := httptest.NewRecorder()
+			u.ServeHTTP(w, req)
+			cookies := w.Result().Cookies()
+			if len(cookies) != 1 || cookies[0].Secure != (c.tls || c.option) {
+				t.Errorf("cookies %+v: want one, Secure %v", cookies, c.tls || c.option)
+			}
+		})
+	}
 }

@@ -135,6 +135,10 @@ type Options struct {
 	// SessionKey signs session cookies and CSRF tokens, at least 32 bytes. nil: 32
 	// random bytes drawn by New, so sessions end when the process restarts.
 	SessionKey []byte
+	// SecureCookies marks the cookies Secure (sent over HTTPS only) whatever the
+	// request came over, for a server behind a proxy that terminates TLS. false:
+	// they are Secure when the request itself came over TLS.
+	SecureCookies bool
 }
 
 // DefaultSessionTTL is how long a login lasts unless Options.SessionTTL says.
@@ -152,6 +156,7 @@ type UI struct {
 	log           *slog.Logger
 	now           func() time.Time
 	sessions      *sessions
+	secure        bool // cookies are Secure whatever the request came over
 
 	pages  map[string]*template.Template
 	static fs.FS
@@ -165,7 +170,8 @@ func New(o Options) (*UI, error) {
 		return nil, errors.New("ui: Store and Keys are required")
 	}
 	u := &UI{store: o.Store, rollups: o.Rollups, keys: o.Keys, models: o.Models, openCall: o.OpenCall,
-		policyChanged: o.PolicyChanged, knownModel: o.KnownModel, log: o.Logger, now: o.Now}
+		policyChanged: o.PolicyChanged, knownModel: o.KnownModel, log: o.Logger, now: o.Now,
+		secure: o.SecureCookies}
 	if u.rollups == nil {
 		u.rollups, _ = o.Store.(store.RollupStore)
 	}
