@@ -28,7 +28,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var _ Store = (*sqlite.DB)(nil)
+// The composition root passes its store.Store; SQLite is one.
+var (
+	_ Store = store.Store(nil)
+	_ Store = (*sqlite.DB)(nil)
+)
 
 // t0 is the tests' "now"; calls start in the hour before it.
 var t0 = time.Date(2025, 6, 1, 12, 0, 30, 0, time.UTC)
