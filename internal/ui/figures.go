@@ -2,7 +2,6 @@ package ui
 
 import (
 	"math"
-	"sort"
 	"time"
 
 	"github.com/downshift-dev/downshift/internal/store"
@@ -179,16 +178,6 @@ func group(rs []store.Rollup, key func(*store.Rollup) string) map[string]*totals
 		t.add(&rs[i])
 	}
 	return out
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func ratio(a, b int64) float64 {

@@ -172,5 +172,3 @@ func safeNext(next string) string {
 	}
 	return next
 }
-
-func urlQueryEscape(s string) string { return url.QueryEscape(s) }

@@ -32,6 +32,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -40,7 +41,7 @@ import (
 	"github.com/downshift-dev/downshift/internal/store"
 )
 
-//go:embed templates/*.html static/*
+//go:embed templates/*.html static/ui.css
 var assets embed.FS
 
 // Store is what the dashboard reads, and where it writes policy versions and the
@@ -158,10 +159,10 @@ type UI struct {
 	sessions      *sessions
 	secure        bool // cookies are Secure whatever the request came over
 
-	pages  map[string]*template.Template
-	static fs.FS
-	css    string // the stylesheet's path, versioned by its content
-	mux    *http.ServeMux
+	pages   map[string]*template.Template
+	css     []byte // the stylesheet
+	cssPath string // its path, versioned by its content
+	mux     *http.ServeMux
 }
 
 // New builds the dashboard.
@@ -198,15 +199,11 @@ func New(o Options) (*UI, error) {
 	}
 	u.sessions = newSessions(key, ttl, u.now)
 	var err error
-	if u.static, err = fs.Sub(assets, "static"); err != nil {
+	if u.css, err = assets.ReadFile("static/ui.css"); err != nil {
 		return nil, err
 	}
-	css, err := fs.ReadFile(u.static, "ui.css")
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(css)
-	u.css = "/ui/static/ui.css?v=" + hex.EncodeToString(sum[:6])
+	sum := sha256.Sum256(u.css)
+	u.cssPath = "/ui/static/ui.css?v=" + hex.EncodeToString(sum[:6])
 	if u.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
@@ -265,21 +262,21 @@ func (u *UI) routes() *http.ServeMux {
 	mux.Handle("POST /ui/login", http.HandlerFunc(u.login))
 	mux.Handle("GET /ui/logout", u.page(viewer, u.logoutForm))
 	mux.Handle("POST /ui/logout", u.page(viewer, u.logout))
-	mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", staticHandler(u.static)))
+	mux.HandleFunc("GET /ui/static/ui.css", u.stylesheet)
 	mux.Handle("/ui/", u.page(viewer, func(http.ResponseWriter, *http.Request, *session) error {
 		return &pageError{status: http.StatusNotFound, msg: "There is no such page."}
 	}))
 	return mux
 }
 
-// staticHandler serves the embedded stylesheet; its URL carries a hash of its
-// content, so it may be cached.
-func staticHandler(fsys fs.FS) http.Handler {
-	files := http.FileServerFS(fsys)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "public, max-age=86400")
-		files.ServeHTTP(w, r)
-	})
+// stylesheet serves the embedded stylesheet, to anyone: it holds nothing private.
+// Pages link it with a hash of its content in the URL, so it may be cached.
+func (u *UI) stylesheet(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/css; charset=utf-8")
+	h.Set("Cache-Control", "public, max-age=86400")
+	h.Set("Content-Length", strconv.Itoa(len(u.css)))
+	_, _ = w.Write(u.css)
 }
 
 // maxForm caps the body of a POSTed form.
@@ -302,7 +299,7 @@ func (u *UI) page(role store.Role, h handler) http.Handler {
 		var err error
 		switch {
 		case !ok && (r.Method == http.MethodGet || r.Method == http.MethodHead):
-			http.Redirect(w, r, "/ui/login?next="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			http.Redirect(w, r, "/ui/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		case !ok:
 			err = &pageError{status: http.StatusForbidden, msg: "Your session has ended: log in again, then repeat what you were doing."}
@@ -389,7 +386,7 @@ type common struct {
 }
 
 func (u *UI) common(r *http.Request, s *session, title, nav string) common {
-	c := common{Title: title, Nav: nav, CSS: u.css, Path: r.URL.EscapedPath(), Periods: periods}
+	c := common{Title: title, Nav: nav, CSS: u.cssPath, Path: r.URL.EscapedPath(), Periods: periods}
 	if s != nil {
 		c.Principal, c.CSRF = s.principal, u.sessions.csrf(s)
 	}
