@@ -15,8 +15,8 @@ const module = "github.com/downshift-dev/downshift"
 
 // hotPath packages serve every request; coldPath packages run the flywheel offline.
 var (
-	hotPath  = []string{"gateway", "workload", "policy", "guard", "backend", "openai", "record", "redact", "tokens", "auth", "seal", "compare"}
-	coldPath = []string{"discover", "eval", "tune", "web", "dataset", "sim", "cli", "report"}
+	hotPath  = []string{"gateway", "workload", "policy", "guard", "backend", "openai", "record", "redact", "tokens", "auth", "seal", "compare", "telemetry"}
+	coldPath = []string{"discover", "eval", "tune", "web", "dataset", "sim", "cli", "report", "ui"}
 )
 
 type pkg struct {

@@ -18,12 +18,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/downshift-dev/downshift/internal/auth"
+	"github.com/downshift-dev/downshift/internal/backend"
 	"github.com/downshift-dev/downshift/internal/config"
 	"github.com/downshift-dev/downshift/internal/gateway"
 	"github.com/downshift-dev/downshift/internal/guard"
 	"github.com/downshift-dev/downshift/internal/policy"
 	"github.com/downshift-dev/downshift/internal/record"
 	"github.com/downshift-dev/downshift/internal/store"
+	"github.com/downshift-dev/downshift/internal/telemetry"
 	"github.com/downshift-dev/downshift/internal/web"
 )
 
@@ -79,6 +81,7 @@ type server struct {
 	policies *policy.Refresher
 	monitor  *policy.Monitor
 	recorder *record.Recorder
+	tracer   *telemetry.Tracer // nil: traces are off
 	keys     *auth.Keys
 	assigner *onlineAssigner
 	store    store.Store
@@ -115,9 +118,25 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	}
 	undo = append(undo, func() { st.Close() })
 	// The configured models, and those added with `downshift models add`.
-	cat, err := catalogFrom(ctx, cfg, st, os.Getenv)
+	merged, err := runtimeConfig(ctx, cfg, st)
 	if err != nil {
 		return nil, err
+	}
+	cat, err := backend.NewCatalog(merged, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	// Traces, when the OTEL_* environment asks for them: one span per call.
+	tracer, err := telemetry.FromEnv(ctx, telemetry.Options{Backends: backendURLs(merged.Backends),
+		Logger: log.With("component", "telemetry")})
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { _ = tracer.Shutdown(context.Background()) })
+	var callTracer gateway.CallTracer // a nil *telemetry.Tracer must stay a nil interface
+	if tracer != nil {
+		callTracer = tracer
+		log.Info("exporting a trace span of every call over OTLP/HTTP", "endpoint", telemetry.Endpoint())
 	}
 
 	keys := auth.NewKeys(st, auth.Options{Logger: log.With("component", "auth")})
@@ -202,6 +221,7 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 		RefusalPhrases:    refusalPhrases(cfg.Shift),
 		SecondConcurrency: cfg.Shift.SecondConcurrency,
 		SecondTimeout:     cfg.Shift.SecondTimeout,
+		Tracer:            callTracer,
 	})
 	if err != nil {
 		return nil, err
@@ -233,6 +253,7 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},
 		recorder:       rec,
+		tracer:         tracer,
 		keys:           keys,
 		assigner:       assigner,
 		store:          st,
@@ -244,6 +265,15 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	}
 	go func() { s.served <- s.http.Serve(ln) }()
 	return s, nil
+}
+
+// backendURLs maps the backends' names to their base URLs.
+func backendURLs(bs []config.Backend) map[string]string {
+	m := make(map[string]string, len(bs))
+	for _, b := range bs {
+		m[b.Name] = b.URL
+	}
+	return m
 }
 
 // refreshWorkloads makes the server load the latest workload analysis now rather than
@@ -264,7 +294,8 @@ func refusalPhrases(c config.Shift) []string {
 }
 
 // shutdown stops accepting, waits for in-flight requests and their second answers
-// (each call enqueues its record once both are done), flushes the recorder and the keys' last use, and closes the store.
+// (each call enqueues its record once both are done), flushes the recorder, the calls'
+// trace spans and the keys' last use, and closes the store.
 func (s *server) shutdown(ctx context.Context) error {
 	var errs []error
 	if err := s.http.Shutdown(ctx); err != nil {
@@ -278,6 +309,10 @@ func (s *server) shutdown(ctx context.Context) error {
 	if err := s.gateway.Drain(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	// Every call's span is made by now. They are flushed while the recorder flushes,
+	// so that a slow collector takes no time from the records.
+	traced := make(chan error, 1)
+	go func() { traced <- s.tracer.Shutdown(ctx) }()
 	if err := s.recorder.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("flushing records: %w", err))
 	}
@@ -289,6 +324,9 @@ func (s *server) shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("saving key use: %w", err))
 	}
 	if err := s.store.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := <-traced; err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

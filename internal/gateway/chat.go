@@ -55,6 +55,7 @@ type exchange struct {
 	decision  policy.Decision        // the workload policy's decision for the call
 	answer    *openai.ChatCompletion // the answer the client got, once it has it
 	second    *secondPlan            // a second answer to ask for afterwards; nil for none
+	parent    context.Context        // the client's trace context, for the call's span; nil without a tracer
 }
 
 // chat serves POST /v1/chat/completions. Every outcome, including bad requests,
@@ -71,6 +72,9 @@ func (g *Gateway) chat(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{client: client, call: &store.Call{ID: g.newID(), StartedAt: start, Route: store.RouteReference}}
 	if client != nil {
 		x.call.ClientID = client.ClientID
+	}
+	if g.tracer != nil {
+		x.parent = g.tracer.Parent(r)
 	}
 	err = g.serveChat(w, r, x)
 	if err != nil && !errors.Is(err, errAborted) && !x.headersSent {

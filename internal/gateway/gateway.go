@@ -39,6 +39,16 @@ type Authenticator interface {
 	Gateway(token string) (*auth.Client, error)
 }
 
+// CallTracer makes a trace span of every finished call (a *telemetry.Tracer).
+type CallTracer interface {
+	// Parent returns the trace context the request carries (W3C traceparent), for the
+	// call's span to be its child. The handler calls it once per call; it reads headers.
+	Parent(r *http.Request) context.Context
+	// CallFinished makes the span of a finished call, as its record is enqueued (with
+	// its second answer, when it has one). It must not block.
+	CallFinished(parent context.Context, c *store.Call)
+}
+
 // Options configure a Gateway. Catalog and Recorder are required.
 type Options struct {
 	Catalog  *backend.Catalog
@@ -83,6 +93,10 @@ type Options struct {
 	SecondConcurrency int
 	// SecondTimeout bounds one second answer. 0: DefaultSecondTimeout.
 	SecondTimeout time.Duration
+
+	// Tracer makes a trace span of every call as it is recorded. nil: no spans, and no
+	// trace header is read.
+	Tracer CallTracer
 }
 
 // Gateway serves the OpenAI-compatible API. Build it with New.
@@ -100,6 +114,7 @@ type Gateway struct {
 	newID    func() string
 	handler  http.Handler
 	shift    *shifter
+	tracer   CallTracer // nil: no spans
 }
 
 // New builds a gateway.
@@ -118,6 +133,7 @@ func New(o Options) (*Gateway, error) {
 		now:      o.Now,
 		newID:    o.NewID,
 		gatherer: o.Gatherer,
+		tracer:   o.Tracer,
 	}
 	if g.maxBody <= 0 {
 		g.maxBody = 8 << 20

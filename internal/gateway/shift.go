@@ -413,7 +413,7 @@ func (g *Gateway) finishSecond(x *exchange) {
 	c, plan := x.call, x.second
 	s := g.shift
 	if plan == nil || c.Status >= 400 || x.answer == nil {
-		g.enqueue(c)
+		g.enqueue(x)
 		return
 	}
 	s.mu.Lock()
@@ -421,7 +421,7 @@ func (g *Gateway) finishSecond(x *exchange) {
 		s.mu.Unlock()
 		c.Second = &store.SecondAnswer{Kind: plan.kind, Model: plan.model.Name, Error: "skipped: shutting down"}
 		g.metrics.seconds.WithLabelValues(plan.kind, "skipped").Inc()
-		g.enqueue(c)
+		g.enqueue(x)
 		return
 	}
 	select {
@@ -430,7 +430,7 @@ func (g *Gateway) finishSecond(x *exchange) {
 		s.mu.Unlock()
 		c.Second = &store.SecondAnswer{Kind: plan.kind, Model: plan.model.Name, Error: "skipped: too many second answers in flight"}
 		g.metrics.seconds.WithLabelValues(plan.kind, "skipped").Inc()
-		g.enqueue(c)
+		g.enqueue(x)
 		return
 	}
 	s.wg.Add(1)
@@ -439,7 +439,7 @@ func (g *Gateway) finishSecond(x *exchange) {
 		defer s.wg.Done()
 		defer func() { <-s.slots }()
 		g.second(x, plan)
-		g.enqueue(c)
+		g.enqueue(x)
 	}()
 }
 
@@ -530,9 +530,13 @@ func (g *Gateway) ask(ctx context.Context, x *exchange, m *backend.Model) (*open
 	return &cc, nil
 }
 
-// enqueue hands a finished call to the recorder.
-func (g *Gateway) enqueue(c *store.Call) {
+// enqueue hands a finished call to the tracer and the recorder.
+func (g *Gateway) enqueue(x *exchange) {
+	c := x.call
 	g.metrics.settle(c)
+	if g.tracer != nil {
+		g.tracer.CallFinished(x.parent, c)
+	}
 	if err := g.recorder.Enqueue(*c); err != nil {
 		g.log.Debug("call not recorded", "call", c.ID, "err", err)
 	}
