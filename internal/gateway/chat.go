@@ -353,6 +353,13 @@ func (g *Gateway) relayWhole(w http.ResponseWriter, x *exchange, u *upstreamResp
 	x.headersSent = true
 	c.Status = u.status
 	c.Response = u.whole
+	// The client gets its answer first, flushed, so that it does not wait for what
+	// follows here and after the handler (parsing, accounting, tracing, recording).
+	if _, err := w.Write(u.whole); err != nil {
+		c.Status, c.ErrorType = statusClientClosed, "client_closed_request"
+	} else if err := http.NewResponseController(w).Flush(); err != nil {
+		c.Status, c.ErrorType = statusClientClosed, "client_closed_request"
+	}
 	if x.answer == nil {
 		var cc openai.ChatCompletion
 		if err := json.Unmarshal(u.whole, &cc); err == nil {
@@ -364,9 +371,6 @@ func (g *Gateway) relayWhole(w http.ResponseWriter, x *exchange, u *upstreamResp
 		g.account(x, cc)
 	} else {
 		g.log.Warn("upstream answer is not a chat.completion", "call", c.ID, "backend", c.Backend)
-	}
-	if _, err := w.Write(u.whole); err != nil {
-		c.Status, c.ErrorType = statusClientClosed, "client_closed_request"
 	}
 	return nil
 }

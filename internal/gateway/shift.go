@@ -65,6 +65,7 @@ type shifter struct {
 	workloads WorkloadFinder   // nil: only tagged calls are shifted
 	observer  Observer         // nil: results are recorded, not observed
 	schemas   *compare.Schemas
+	formats   openai.FormatReader // the tools and response format second answers are compared under
 	phrases   []string
 	guards    sync.Map // strings.Join(checks, ",") -> *guard.Guards
 
@@ -477,7 +478,7 @@ func (g *Gateway) second(x *exchange, plan *secondPlan) {
 			c.ReferenceCostUSD, c.ReferenceCostEstimated = sa.CostUSD, false
 		}
 	}
-	req, err := openai.DecodeChatRequest(x.body)
+	req, err := g.shift.formats.Read(x.body)
 	if err != nil || len(refAns.Choices) == 0 || len(candAns.Choices) == 0 {
 		sa.Error = "no answer to compare"
 		g.metrics.seconds.WithLabelValues(plan.kind, "failed").Inc()
@@ -489,7 +490,7 @@ func (g *Gateway) second(x *exchange, plan *secondPlan) {
 	if plan.kind == store.SecondShadow && c.Guard == "" {
 		// The shadow's guard verdict, for the record: what would have happened.
 		if guards, err := g.shift.guardsFor(x.decision.Guards); err == nil {
-			if greq, err := guard.RequestOf(req); err == nil {
+			if greq, err := guard.ReadRequest(x.body); err == nil {
 				if res := guards.Check(&greq, ans); res.Pass {
 					c.Guard = store.GuardPass
 				} else {
@@ -506,7 +507,7 @@ func (g *Gateway) second(x *exchange, plan *secondPlan) {
 
 // ask sends the call's request to m, not streamed, and returns its answer.
 func (g *Gateway) ask(ctx context.Context, x *exchange, m *backend.Model) (*openai.ChatCompletion, error) {
-	body, err := openai.PatchRequest(x.body, map[string]any{"model": m.UpstreamName, "stream": nil, "stream_options": nil})
+	body, err := openai.PatchScanned(x.body, map[string]any{"model": m.UpstreamName, "stream": nil, "stream_options": nil})
 	if err != nil {
 		return nil, err
 	}

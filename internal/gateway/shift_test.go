@@ -644,6 +644,13 @@ func TestDrainCancelsSecondAnswersLeftAtTheDeadline(t *testing.T) {
 			t.Fatalf("status %d", got.status)
 		}
 	}
+	// The client has its answer before its shadow starts: wait until all three hang.
+	for deadline := time.Now().Add(5 * time.Second); len(r.cand.received()) < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d shadows started", len(r.cand.received()))
+		}
+		time.Sleep(time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := r.gw.Drain(ctx); err == nil {
@@ -688,6 +695,12 @@ func TestSecondAnswersOverTheBoundAreSkipped(t *testing.T) {
 	}
 	r.setPolicy(t, store.Policy{Workload: "wx", Mode: store.ModeShadow, Candidate: "small", ShadowShare: 1})
 	r.post(t, "wx", shiftRequests()["text"]) // takes the one slot, and holds it
+	for deadline := time.Now().Add(5 * time.Second); len(r.cand.received()) < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the first shadow never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	r.post(t, "wx", shiftRequests()["text"])
 	skipped := waitCalls(t, r.rec, 1)[0] // the second call, recorded at once
 	if skipped.Second == nil || !strings.Contains(skipped.Second.Error, "too many") {
