@@ -26,6 +26,7 @@ import (
 	"github.com/downshift-dev/downshift/internal/record"
 	"github.com/downshift-dev/downshift/internal/store"
 	"github.com/downshift-dev/downshift/internal/telemetry"
+	"github.com/downshift-dev/downshift/internal/ui"
 	"github.com/downshift-dev/downshift/internal/web"
 )
 
@@ -226,21 +227,29 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	if err != nil {
 		return nil, err
 	}
+	// A policy saved through this server's API or dashboard takes effect at once here;
+	// other servers on the store load it at their next refresh.
+	policyChanged := func(ctx context.Context) {
+		if err := policies.Refresh(ctx); err != nil {
+			log.Warn("loading the policy just saved failed; it takes effect at the next refresh", "err", err)
+		}
+	}
+	knownModel := func(name string) bool { _, ok := cat.Resolve(name); return ok }
 	api, err := web.New(web.Options{Store: st, Keys: keys, OpenCall: priv.keyring.OpenCall, Logger: log.With("component", "api"),
-		// A policy saved through this server's API takes effect at once here; other
-		// servers on the store load it at their next refresh.
-		PolicyChanged: func(ctx context.Context) {
-			if err := policies.Refresh(ctx); err != nil {
-				log.Warn("loading the policy just saved failed; it takes effect at the next refresh", "err", err)
-			}
-		},
-		KnownModel: func(name string) bool { _, ok := cat.Resolve(name); return ok },
-	})
+		PolicyChanged: policyChanged, KnownModel: knownModel})
+	if err != nil {
+		return nil, err
+	}
+	dash, err := ui.New(ui.Options{Store: st, Keys: keys, OpenCall: priv.keyring.OpenCall,
+		Models:        func() []ui.Model { return ui.CatalogModels(cat) },
+		PolicyChanged: policyChanged, KnownModel: knownModel, Logger: log.With("component", "ui")})
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api)
+	mux.Handle("/ui/", dash)
+	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	mux.Handle("/", gw)
 
 	s := &server{
