@@ -55,6 +55,7 @@ type exchange struct {
 	decision  policy.Decision        // the workload policy's decision for the call
 	answer    *openai.ChatCompletion // the answer the client got, once it has it
 	second    *secondPlan            // a second answer to ask for afterwards; nil for none
+	handled   <-chan struct{}        // closed once the handler has returned (or the client left)
 	parent    context.Context        // the client's trace context, for the call's span; nil without a tracer
 }
 
@@ -69,7 +70,8 @@ func (g *Gateway) chat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, asAPIError(err))
 		return
 	}
-	x := &exchange{client: client, call: &store.Call{ID: g.newID(), StartedAt: start, Route: store.RouteReference}}
+	x := &exchange{client: client, call: &store.Call{ID: g.newID(), StartedAt: start, Route: store.RouteReference},
+		handled: r.Context().Done()}
 	if client != nil {
 		x.call.ClientID = client.ClientID
 	}

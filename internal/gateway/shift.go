@@ -439,6 +439,11 @@ func (g *Gateway) finishSecond(x *exchange) {
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.slots }()
+		// Start once the client's response is over (its last chunk is written as the
+		// handler returns), so that the second answer's work never delays it.
+		if x.handled != nil { // nil for a request without a cancelable context
+			<-x.handled
+		}
 		g.second(x, plan)
 		g.enqueue(x)
 	}()
