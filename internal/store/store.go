@@ -219,6 +219,7 @@ type Store interface {
 	TuneJobStore  // fine-tuning jobs, their state and logs
 	PolicyStore   // each workload's versioned routing policy
 	SavingsStore  // what the gateway's calls cost, against the reference alone, per workload
+	RollupStore   // the gateway's calls summed per minute, workload, route and model, for dashboards
 
 	// InsertCalls writes calls in one transaction: all or none. A call without an ID, or
 	// with an ID already stored, fails the whole batch.

@@ -104,8 +104,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.Up(ctx)
-	return err
+	if _, err = p.Up(ctx); err != nil {
+		return err
+	}
+	return backfillRollups(ctx, db, backfillFlush)
 }
 
 // Close closes both connection pools.
@@ -182,6 +184,7 @@ func (db *DB) insert(ctx context.Context, op, query string, calls []store.Call) 
 		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	defer stmt.Close()
+	rollups := make(rollupBatch)
 	for i := range calls {
 		c := &calls[i]
 		var sec store.SecondAnswer
@@ -216,6 +219,13 @@ func (db *DB) insert(ctx context.Context, op, query string, calls []store.Call) 
 			return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 		}
 		added += int(n)
+		if n == 1 && c.Source == store.SourceGateway {
+			rollups.add(c, store.RollupKey(c))
+			rollups.add(c, allWorkloads)
+		}
+	}
+	if err = rollups.write(ctx, tx); err != nil {
+		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
 	if err = tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite: %s: commit: %w", op, err)
