@@ -220,6 +220,7 @@ func (db *DB) AssignWorkloads(ctx context.Context, assign map[string]string) (er
 	if err != nil {
 		return fmt.Errorf("sqlite: assign workloads: %w", err)
 	}
+	var moved int64 // calls whose workload changed
 	defer func() {
 		if err != nil {
 			tx.Rollback()
@@ -244,10 +245,26 @@ func (db *DB) AssignWorkloads(ctx context.Context, assign map[string]string) (er
 			// Rows that already hold the workload are left alone: an UPDATE rewrites the
 			// whole row, payloads included, so a re-run that moves few calls writes little.
 			args = append(args, w)
-			_, err = tx.ExecContext(ctx, `UPDATE calls SET workload_id = ? WHERE id IN (`+in+`) AND workload_id != ?`, args...)
+			res, err := tx.ExecContext(ctx, `UPDATE calls SET workload_id = ? WHERE id IN (`+in+`) AND workload_id != ?`, args...)
 			if err != nil {
 				return fmt.Errorf("sqlite: assign workloads: %w", err)
 			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("sqlite: assign workloads: %w", err)
+			}
+			moved += n
+		}
+	}
+	if moved > 0 {
+		// The moved calls' sums belong under their new workload keys now. The rows of
+		// every workload are summed again from the calls (the rows over all workloads
+		// do not change): a pass over the table, which an analysis can afford.
+		if _, err = tx.ExecContext(ctx, `DELETE FROM call_rollups WHERE workload != ?`, allWorkloads); err != nil {
+			return fmt.Errorf("sqlite: assign workloads: rollups: %w", err)
+		}
+		if _, err = sumStoredCalls(ctx, tx, backfillFlush); err != nil {
+			return fmt.Errorf("sqlite: assign workloads: rollups: %w", err)
 		}
 	}
 	if err = tx.Commit(); err != nil {

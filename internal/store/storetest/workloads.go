@@ -345,6 +345,35 @@ func testAssign(t *testing.T, s store.Store) {
 	if n, err := s.CountCalls(ctx, store.Filter{WorkloadID: "wl-9"}); err != nil || n != 1 {
 		t.Errorf("CountCalls(WorkloadID wl-9) = %d, %v; want 1", n, err)
 	}
+	rollupsFollowAssignment(t, s)
+}
+
+// rollupsFollowAssignment checks that the rollups by workload sum the gateway's calls
+// under their workload keys as they are now, after (re)assignment.
+func rollupsFollowAssignment(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	calls, err := s.ListCalls(ctx, store.Filter{Limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{}
+	for i := range calls {
+		if calls[i].Source == store.SourceGateway {
+			want[store.RollupKey(&calls[i])]++
+		}
+	}
+	rs, err := s.Rollups(ctx, store.RollupFilter{ByWorkload: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, r := range rs {
+		got[r.Workload] += r.Calls
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rollups by workload after assignment: %v, want %v", got, want)
+	}
 }
 
 func countDiff(got, want map[string]string) int {
