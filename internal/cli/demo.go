@@ -198,7 +198,15 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	}
 	good := lb.Recommendation.Candidate
 	if good == "" {
-		return errors.New("demo: the evaluation recommends keeping the reference, so there is nothing to shift")
+		// A real operator would stop here. The demo goes on with the best-ranked
+		// candidate, to show the shift, and says so: the guards, the verification
+		// sample and the rollback are what would catch it.
+		if len(lb.Rows) == 0 {
+			return errors.New("demo: the evaluation ranked no candidate")
+		}
+		good = lb.Rows[0].Candidate
+		fmt.Fprintf(out, "\nthe evaluation recommends keeping GPT-4o on this workload; the demo shifts the best-ranked candidate, %s, anyway,\n"+
+			"to show the steps: shadow and canary measure it on live calls before it serves, and the rollback is the safety net\n", good)
 	}
 	bad := demoTiny
 	if good == demoTiny {
@@ -224,7 +232,7 @@ const (
 )
 
 var demoCandidates = map[string]sim.Degrade{
-	demoSmall: {Rate: 0.03, Kinds: demoKinds},
+	demoSmall: {Rate: 0.01, Kinds: demoKinds},
 	demoTiny:  {Rate: 0.25, Kinds: demoKinds},
 }
 
