@@ -242,7 +242,8 @@ func startServer(ctx context.Context, cfg config.Config, ln net.Listener, log *s
 	}
 	dash, err := ui.New(ui.Options{Store: st, Keys: keys, OpenCall: priv.keyring.OpenCall,
 		Models:        func() []ui.Model { return ui.CatalogModels(cat) },
-		PolicyChanged: policyChanged, KnownModel: knownModel, Logger: log.With("component", "ui")})
+		PolicyChanged: policyChanged, KnownModel: knownModel, SecureCookies: cfg.UI.SecureCookies,
+		Logger: log.With("component", "ui")})
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,16 @@ type Config struct {
 	Tune Tune `koanf:"tune"`
 	// Shift tunes how the gateway applies workload policies (`downshift shift`).
 	Shift Shift `koanf:"shift"`
+	// UI configures the dashboard at /ui/.
+	UI UI `koanf:"ui"`
+}
+
+// UI configures the dashboard.
+type UI struct {
+	// SecureCookies marks the session cookie Secure even when the request came over
+	// plain HTTP: set it when a proxy in front of downshift terminates TLS. Without
+	// it the cookie is Secure only on requests that came over TLS.
+	SecureCookies bool `koanf:"secure_cookies"`
 }
 
 // Shift tunes how the gateway applies the workloads' shift policies.

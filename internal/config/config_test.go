@@ -135,6 +135,7 @@ func TestFullConfigDecodesEveryValue(t *testing.T) {
 		Auth: Auth{Open: true, RefreshInterval: 2 * time.Second},
 		Shift: Shift{RefreshInterval: 2 * time.Second, SecondConcurrency: 16, SecondTimeout: 20 * time.Second,
 			RefusalPhrases: []string{"i can't help with that", "as an ai language model"}},
+		UI: UI{SecureCookies: true},
 		Aliases: map[string]string{
 			"gpt-4o":       "meta/llama-3.3-70b-instruct",
 			"gpt-4.1-mini": "meta/llama-3.1-8b-instruct",

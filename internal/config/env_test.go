@@ -111,6 +111,7 @@ func TestEnvVarsAreDerivedFromKeys(t *testing.T) {
 		"DOWNSHIFT_SHIFT_REFRESH_INTERVAL":     "shift.refresh_interval",
 		"DOWNSHIFT_SHIFT_SECOND_CONCURRENCY":   "shift.second_concurrency",
 		"DOWNSHIFT_SHIFT_SECOND_TIMEOUT":       "shift.second_timeout",
+		"DOWNSHIFT_UI_SECURE_COOKIES":          "ui.secure_cookies",
 		"DOWNSHIFT_RECORD_BATCH_SIZE":          "record.batch_size",
 		"DOWNSHIFT_RECORD_FLUSH_INTERVAL":      "record.flush_interval",
 		"DOWNSHIFT_RECORD_OVERFLOW":            "record.overflow",
