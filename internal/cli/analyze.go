@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -148,6 +153,10 @@ func analyze(ctx context.Context, st store.Store, kr *seal.Keyring, f store.Filt
 	prog.finish()
 	stored = nil // the payloads are no longer needed; discovery keeps what it uses
 
+	// Discovery is seeded, but its clustering depends on the order of the calls, and
+	// call ids follow arrival order, which concurrent agents shuffle. Ordering by
+	// content makes the same calls give the same workloads however they arrived.
+	sortByContent(calls)
 	res, err := discover.Discover(ctx, calls, opts)
 	if err != nil {
 		return nil, nil, err
@@ -221,4 +230,30 @@ func saveWorkloads(ctx context.Context, st store.Store, res *discover.Result, re
 		return err
 	}
 	return st.AssignWorkloads(ctx, res.Assignments)
+}
+
+// sortByContent orders calls by a hash of what discovery reads of them (tag,
+// fingerprint, request, answer), then by id for identical ones.
+func sortByContent(calls []discover.Call) {
+	keys := make(map[string][32]byte, len(calls))
+	for i := range calls {
+		c := &calls[i]
+		h := sha256.New()
+		for _, part := range [][]byte{[]byte(c.Workload), []byte(c.Fingerprint), c.Request, c.Response, c.GroundTruth} {
+			var n [8]byte
+			binary.LittleEndian.PutUint64(n[:], uint64(len(part)))
+			h.Write(n[:])
+			h.Write(part)
+		}
+		var k [32]byte
+		h.Sum(k[:0])
+		keys[c.ID] = k
+	}
+	slices.SortFunc(calls, func(a, b discover.Call) int {
+		ka, kb := keys[a.ID], keys[b.ID]
+		if c := bytes.Compare(ka[:], kb[:]); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 }

@@ -2,14 +2,17 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/downshift-dev/downshift/internal/dataset"
+	"github.com/downshift-dev/downshift/internal/discover"
 	"github.com/downshift-dev/downshift/internal/sim"
 	"github.com/downshift-dev/downshift/internal/store"
 )
@@ -157,5 +160,24 @@ func post(t *testing.T, url, key, tag string, body []byte) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+}
+
+func TestSortByContentIgnoresArrivalOrder(t *testing.T) {
+	var calls []discover.Call
+	for i := range 50 {
+		calls = append(calls, discover.Call{ID: fmt.Sprintf("id-%02d", i), Fingerprint: fmt.Sprintf("fp-%d", i%7),
+			Request: []byte(fmt.Sprintf(`{"n":%d}`, i%13))})
+	}
+	a := slices.Clone(calls)
+	b := slices.Clone(calls)
+	slices.Reverse(b)
+	b[3], b[40] = b[40], b[3]
+	sortByContent(a)
+	sortByContent(b)
+	for i := range a {
+		if a[i].ID != b[i].ID {
+			t.Fatalf("position %d: %s after one arrival order, %s after another", i, a[i].ID, b[i].ID)
+		}
 	}
 }
