@@ -292,7 +292,7 @@ func printPhases(out io.Writer, phases []shiftPhase, sums []shiftSummary) {
 		}
 		paid := s.cost + s.second
 		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s (%s)\n", ph.policy.Mode, s.calls, s.candidate, s.escalated,
-			agreement, guards, dollars(paid), dollars(s.referenceCost), dollars(s.referenceCost-paid),
+			agreement, guards, textfmt.USD(paid), textfmt.USD(s.referenceCost), textfmt.USD(s.referenceCost-paid),
 			textfmt.Pct1(savedShare(s.referenceCost, paid)))
 	}
 	tw.Flush()
@@ -303,14 +303,6 @@ func printPhases(out io.Writer, phases []shiftPhase, sums []shiftSummary) {
 			fmt.Fprintf(out, "    GPT-4o's cost is estimated from the candidate's token counts for %d unverified calls\n", s.estimated)
 		}
 	}
-}
-
-// dollars formats an amount with its sign before the dollar sign: -$0.0459.
-func dollars(v float64) string {
-	if v < 0 {
-		return fmt.Sprintf("-$%.4f", -v)
-	}
-	return fmt.Sprintf("$%.4f", v)
 }
 
 func savedShare(reference, paid float64) float64 {

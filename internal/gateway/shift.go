@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -263,20 +264,11 @@ func (g *Gateway) judge(x *exchange, guards *guard.Guards, greq *guard.Request, 
 func failedChecks(res guard.Result) string {
 	var names []string
 	for _, f := range res.Failed {
-		if n := string(f.Check); !contains(names, n) {
+		if n := string(f.Check); !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
 	return strings.Join(names, ",")
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // rejected describes the candidate's refused (or missing) answer as the call's second

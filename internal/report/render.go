@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strconv"
 	"text/tabwriter"
@@ -47,7 +46,7 @@ func WriteTable(w io.Writer, r Report) error {
 	for i, row := range rowsAndTotal(r) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			rowName(r, i), policyText(&row), count(row.Calls), movedCell(&row), escalatedCell(&row), agreementCell(&row),
-			usd(row.PaidUSD), referenceCell(&row), savedCell(&row),
+			textfmt.USD(row.PaidUSD), referenceCell(&row), savedCell(&row),
 			millis(row.ReferenceP50), millis(row.CandidateP50), latencyChange(row.LatencyChange))
 	}
 	if err := tw.Flush(); err != nil {
@@ -177,10 +176,10 @@ func estimated(r *Row) string {
 	return ""
 }
 
-func referenceCell(r *Row) string { return usd(r.ReferenceUSD) + estimated(r) }
+func referenceCell(r *Row) string { return textfmt.USD(r.ReferenceUSD) + estimated(r) }
 
 func savedCell(r *Row) string {
-	s := usd(r.SavedUSD) + estimated(r)
+	s := textfmt.USD(r.SavedUSD) + estimated(r)
 	if r.SavedShare != nil {
 		s += " (" + textfmt.Pct1(*r.SavedShare) + ")"
 	}
@@ -188,29 +187,6 @@ func savedCell(r *Row) string {
 }
 
 func count(n int) string { return textfmt.Thousands(strconv.Itoa(n)) }
-
-// usd formats dollars: cents from a dollar up ("$9.80", "$1,234.50"), up to three
-// significant digits under a dollar ("$0.123", "$0.00345", "$0.02"), so that the cost of a
-// few small calls does not round to nothing and paid, reference and saved still add
-// up to the eye.
-func usd(x float64) string {
-	sign := ""
-	if x < 0 {
-		sign, x = "-", -x
-	}
-	switch {
-	case x < 5e-7: // what is left of a sum of costs that cancel out
-		return "$0"
-	case x >= 1:
-		return sign + "$" + textfmt.Thousands(fmt.Sprintf("%.2f", x))
-	}
-	d := max(2, 2-int(math.Floor(math.Log10(x))))
-	s := fmt.Sprintf("%.*f", d, x)
-	for len(s) > len("0.00") && s[len(s)-1] == '0' {
-		s = s[:len(s)-1] // "0.0200" is "0.02"
-	}
-	return sign + "$" + s
-}
 
 // millis formats a duration for people: "4.2ms", "850ms", "1.25s"; "-" for 0, which
 // means none was measured.

@@ -87,7 +87,7 @@ func newPage(r Report) page {
 
 func newPageRow(name string, r *Row) pageRow {
 	pr := pageRow{Name: name, Policy: policyText(r), Calls: count(r.Calls), Moved: movedCell(r),
-		Escalated: escalatedCell(r), Agreement: agreementCell(r), Paid: usd(r.PaidUSD),
+		Escalated: escalatedCell(r), Agreement: agreementCell(r), Paid: textfmt.USD(r.PaidUSD),
 		Reference: referenceCell(r), Saved: savedCell(r), RefP50: millis(r.ReferenceP50),
 		CandP50: millis(r.CandidateP50), Latency: latencyChange(r.LatencyChange),
 		ReferenceAnswered: count(r.ReferenceAnswered), CandidateAnswered: count(r.CandidateAnswered),
@@ -98,7 +98,7 @@ func newPageRow(name string, r *Row) pageRow {
 	if r.MovedShare != nil {
 		pr.MovedBar = math.Round(1000**r.MovedShare) / 10
 	}
-	switch s := usd(r.SavedUSD); {
+	switch s := textfmt.USD(r.SavedUSD); {
 	case s == "$0":
 	case r.SavedUSD > 0:
 		pr.SavedClass = "gain"

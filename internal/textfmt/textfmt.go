@@ -5,6 +5,7 @@ package textfmt
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"unicode/utf8"
 )
@@ -47,4 +48,27 @@ func Cell(s string, n int) string {
 		return s
 	}
 	return string([]rune(s)[:n-1]) + "…"
+}
+
+// USD formats dollars: cents from a dollar up ("$9.80", "$1,234.50"), up to three
+// significant digits under a dollar ("$0.123", "$0.00345", "$0.02"), so that the cost of a
+// few small calls does not round to nothing and paid, reference and saved still add
+// up to the eye. A negative amount has its sign before the dollar sign ("-$0.0025").
+func USD(x float64) string {
+	sign := ""
+	if x < 0 {
+		sign, x = "-", -x
+	}
+	switch {
+	case x < 5e-7: // what is left of a sum of costs that cancel out
+		return "$0"
+	case x >= 1:
+		return sign + "$" + Thousands(fmt.Sprintf("%.2f", x))
+	}
+	d := max(2, 2-int(math.Floor(math.Log10(x))))
+	s := fmt.Sprintf("%.*f", d, x)
+	for len(s) > len("0.00") && s[len(s)-1] == '0' {
+		s = s[:len(s)-1] // "0.0200" is "0.02"
+	}
+	return sign + "$" + s
 }

@@ -25,3 +25,12 @@ func TestCell(t *testing.T) {
 		t.Errorf("Cell = %q", got)
 	}
 }
+
+func TestUSD(t *testing.T) {
+	for x, want := range map[float64]string{0: "$0", 1e-9: "$0", 0.02: "$0.02", 0.1: "$0.10", 0.0955: "$0.0955",
+		0.00123456: "$0.00123", -0.0025: "-$0.0025", 1: "$1.00", 1234.5: "$1,234.50", 0.999: "$0.999"} {
+		if got := USD(x); got != want {
+			t.Errorf("USD(%v) = %q, want %q", x, got, want)
+		}
+	}
+}
