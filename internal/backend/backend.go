@@ -65,6 +65,20 @@ func New(c config.Backend, getenv func(string) string) (*Backend, error) {
 		// Compressed streams would defeat per-event flushing; ask for identity.
 		DisableCompression: true,
 	}
+	// Cleartext upstreams reached without a proxy get the lighter transport (h1.go);
+	// TLS, HTTP/2 and proxied upstreams keep net/http's.
+	var rt http.RoundTripper = tr
+	if u.Scheme == "http" {
+		if p, err := tr.Proxy(&http.Request{URL: u}); err == nil && p == nil {
+			rt = &h1Transport{
+				addr:                  canonicalAddr(u.Host),
+				dial:                  dialer.DialContext,
+				responseHeaderTimeout: respTimeout,
+				idleTimeout:           90 * time.Second,
+				maxIdle:               idle,
+			}
+		}
+	}
 	h := make(http.Header, len(c.Headers))
 	for k, v := range c.Headers {
 		h.Set(k, v)
@@ -74,7 +88,7 @@ func New(c config.Backend, getenv func(string) string) (*Backend, error) {
 		base:            strings.TrimRight(c.URL, "/"),
 		apiKey:          key,
 		headers:         h,
-		client:          &http.Client{Transport: tr},
+		client:          &http.Client{Transport: rt},
 		responseTimeout: respTimeout,
 	}, nil
 }
