@@ -55,8 +55,9 @@ type options struct {
 	out         string
 	perf        string
 	floor       bool
+	relay       bool
 	keep        bool
-	proxyCPU    int // pin the gateway and the floor proxy to this CPU; -1: no pinning
+	proxyCPU    int // pin the gateway, the floor proxy and the relay to this CPU; -1: no pinning
 	shift       bool
 	verify      float64 // serve policy's verification share, in shift mode
 	pause       time.Duration
@@ -64,7 +65,7 @@ type options struct {
 
 func main() {
 	var o options
-	var conc, modes, proxyUpstream string
+	var conc, modes, proxyUpstream, relayUpstream string
 	flag.IntVar(&o.n, "n", 2000, "measured requests per cell and target")
 	flag.IntVar(&o.warmup, "warmup", 200, "unmeasured requests per cell and target before measuring")
 	flag.IntVar(&o.blockSize, "block", 0, "requests per alternating block (0: max(200, 20 x concurrency))")
@@ -74,7 +75,9 @@ func main() {
 	flag.StringVar(&o.perf, "perf", "", "record the gateway process with `perf record -g` into this file")
 	flag.BoolVar(&o.floor, "floor", true, "also measure a plain Go reverse proxy (httputil.ReverseProxy, separate process) as the floor any proxy pays")
 	flag.StringVar(&proxyUpstream, "serve-proxy", "", "internal: run as the floor proxy to this upstream URL")
-	flag.IntVar(&o.proxyCPU, "proxy-cpu", -1, "run the gateway and the floor proxy pinned to this CPU with taskset (run the harness itself pinned to another: taskset -c 0 go run ./bench/overhead -proxy-cpu 1)")
+	flag.BoolVar(&o.relay, "relay", true, "also measure a bare TCP relay (separate process, no HTTP parsing) as the floor of one more loopback hop")
+	flag.StringVar(&relayUpstream, "serve-relay", "", "internal: run as the relay to this upstream `HOST:PORT`")
+	flag.IntVar(&o.proxyCPU, "proxy-cpu", -1, "run the gateway, the floor proxy and the relay pinned to this CPU with taskset (run the harness itself pinned to another: taskset -c 0 go run ./bench/overhead -proxy-cpu 1)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binary, config, SQLite store, gateway log)")
 	flag.BoolVar(&o.shift, "shift", false, "measure shift policies instead: observe, shadow, the candidate asked directly and serve (guards), through one gateway (see shift.go)")
 	flag.Float64Var(&o.verify, "verify", 0.0001, "with -shift: the serve policy's verification share (above 0)")
@@ -83,6 +86,13 @@ func main() {
 	if proxyUpstream != "" {
 		if err := serveProxy(proxyUpstream); err != nil {
 			fmt.Fprintln(os.Stderr, "overhead -serve-proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if relayUpstream != "" {
+		if err := serveRelay(relayUpstream); err != nil {
+			fmt.Fprintln(os.Stderr, "overhead -serve-relay:", err)
 			os.Exit(1)
 		}
 		return
@@ -151,6 +161,7 @@ type cell struct {
 	Direct      side    `json:"direct"`
 	Gateway     side    `json:"gateway"`
 	Floor       *side   `json:"floor,omitempty"`
+	Relay       *side   `json:"relay,omitempty"`
 	AddedP50    float64 `json:"added_p50_us"`
 	AddedP99    float64 `json:"added_p99_us"`
 	AddedTTFT50 float64 `json:"added_ttft_p50_us,omitempty"`
@@ -243,7 +254,7 @@ func setUp(o options, w io.Writer, title string, simArgs []string, gwo gatewayOp
 	fmt.Fprintf(w, "revision: %s\n", h.Revision)
 	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, %s; loadavg %s\n", h.Machine.NumCPU, h.Machine.CPU, h.Machine.GoVersion, h.Machine.OS, h.Machine.LoadStart)
 	if gwo.CPU >= 0 {
-		fmt.Fprintf(w, "pinning: gateway and floor proxy on CPU %d (taskset); harness and simulator where the harness runs\n", gwo.CPU)
+		fmt.Fprintf(w, "pinning: gateway, floor proxy and relay on CPU %d (taskset); harness and simulator where the harness runs\n", gwo.CPU)
 	}
 
 	if r.reqs, err = loadBodies(); err != nil {
@@ -384,15 +395,27 @@ func run(o options, w io.Writer) error {
 		}
 		defer floorP.stop(syscall.SIGTERM, 5*time.Second)
 		targets = append(targets, newTarget("floor", floorBase, r.key, r.reqs, r.maxConc))
-		fmt.Fprintf(w, "floor: plain httputil.ReverseProxy at %s (pid %d)\n\n", floorBase, floorP.cmd.Process.Pid)
+		fmt.Fprintf(w, "floor: plain httputil.ReverseProxy at %s (pid %d)\n", floorBase, floorP.cmd.Process.Pid)
+	}
+	if o.relay {
+		relayP, relayBase, err := startRelay(r.upstream, o.proxyCPU, r.logf)
+		if err != nil {
+			return err
+		}
+		defer relayP.stop(syscall.SIGTERM, 5*time.Second)
+		targets = append(targets, newTarget("relay", relayBase, r.key, r.reqs, r.maxConc))
+		fmt.Fprintf(w, "relay: bare TCP relay at %s (pid %d)\n", relayBase, relayP.cmd.Process.Pid)
+	}
+	if o.floor || o.relay {
+		fmt.Fprintln(w)
 	}
 	failed := false
 	err = r.measure(w, func(stream bool, conc int) {
 		c := runCell(o, targets, stream, conc)
 		printCell(w, c)
 		rep.Cells = append(rep.Cells, c)
-		if c.Direct.Errors+c.Gateway.Errors > 0 || (c.Floor != nil && c.Floor.Errors > 0) {
-			failed = true
+		for _, s := range c.sides() {
+			failed = failed || s.Errors > 0
 		}
 	})
 	if err != nil {
@@ -447,16 +470,21 @@ func alternate(o options, targets []*target, meter *cpuMeter, stream bool, conc 
 	return ser, bs
 }
 
-// runCell measures targets (direct, gateway and maybe floor) at one mode and
-// concurrency.
+// runCell measures targets (direct, gateway, then maybe floor and relay, by name) at
+// one mode and concurrency.
 func runCell(o options, targets []*target, stream bool, conc int) cell {
 	c := cell{Mode: modeName(stream), Concurrency: conc, LoadAvg: loadAvg()}
 	ser, bs := alternate(o, targets, nil, stream, conc)
 	c.Block = bs
 	c.Direct, c.Gateway = toSide(&ser[0]), toSide(&ser[1])
-	if len(ser) > 2 {
-		f := toSide(&ser[2])
-		c.Floor = &f
+	for i, t := range targets[2:] {
+		s := toSide(&ser[2+i])
+		switch t.name {
+		case "floor":
+			c.Floor = &s
+		case "relay":
+			c.Relay = &s
+		}
 	}
 	if c.Direct.Total != nil && c.Gateway.Total != nil {
 		c.AddedP50 = c.Gateway.Total.P50 - c.Direct.Total.P50
@@ -468,6 +496,18 @@ func runCell(o options, targets []*target, stream bool, conc int) cell {
 	}
 	c.PairedP50 = pairedP50(ser[0].blockP50(), ser[1].blockP50())
 	return c
+}
+
+// sides returns the cell's measured sides: direct, gateway, then floor and relay where
+// measured.
+func (c cell) sides() []side {
+	sides := []side{c.Direct, c.Gateway}
+	for _, s := range []*side{c.Floor, c.Relay} {
+		if s != nil {
+			sides = append(sides, *s)
+		}
+	}
+	return sides
 }
 
 func errorsIn(samples []sample) int {
@@ -587,6 +627,10 @@ func printCell(w io.Writer, c cell) {
 			row("floor ttft", c.Floor.TTFT, *c.Floor)
 			added("floor added ttft", c.Direct.TTFT, c.Floor.TTFT)
 		}
+		if c.Relay != nil {
+			row("relay ttft", c.Relay.TTFT, *c.Relay)
+			added("relay added ttft", c.Direct.TTFT, c.Relay.TTFT)
+		}
 	}
 	row("direct total", c.Direct.Total, c.Direct)
 	row("gateway total", c.Gateway.Total, c.Gateway)
@@ -595,17 +639,17 @@ func printCell(w io.Writer, c cell) {
 		row("floor total", c.Floor.Total, *c.Floor)
 		added("floor added total", c.Direct.Total, c.Floor.Total)
 	}
+	if c.Relay != nil {
+		row("relay total", c.Relay.Total, *c.Relay)
+		added("relay added total", c.Direct.Total, c.Relay.Total)
+	}
 	tw.Flush()
 	what := "total"
 	if c.Mode == "stream" {
 		what = "ttft"
 	}
 	fmt.Fprintf(w, "  added p50 of %s, median of per-block paired differences: %s\n", what, signedUS(c.PairedP50))
-	sides := []side{c.Direct, c.Gateway}
-	if c.Floor != nil {
-		sides = append(sides, *c.Floor)
-	}
-	for _, s := range sides {
+	for _, s := range c.sides() {
 		if s.FirstErr != "" {
 			fmt.Fprintf(w, "  first error: %s\n", s.FirstErr)
 		}
@@ -635,28 +679,34 @@ func printRecord(w io.Writer, rc recordCheck) {
 
 // printMarkdown prints the summary table RESULTS.md carries.
 func printMarkdown(w io.Writer, cells []cell) {
-	fmt.Fprintln(w, "| mode | conc. | metric | direct p50 | gateway p50 | added p50 | floor added p50 | direct p99 | gateway p99 | added p99 | floor added p99 | direct req/s | gateway req/s |")
-	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	line := func(c cell, metric string, d, g, f *dist) {
+	fmt.Fprintln(w, "| mode | conc. | metric | direct p50 | gateway p50 | added p50 | floor added p50 | relay added p50 | direct p99 | gateway p99 | added p99 | floor added p99 | direct req/s | gateway req/s |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	line := func(c cell, metric string, d, g, f, r *dist) {
 		if d == nil || g == nil {
 			return
 		}
-		f50, f99 := "-", "-"
+		f50, f99, r50 := "-", "-", "-"
 		if f != nil {
 			f50, f99 = signedUS(f.P50-d.P50), signedUS(f.P99-d.P99)
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | **%s** | %s | %s | %s | %s | %s | %.0f | %.0f |\n", c.Mode, c.Concurrency, metric,
-			us(d.P50), us(g.P50), signedUS(g.P50-d.P50), f50, us(d.P99), us(g.P99), signedUS(g.P99-d.P99), f99, c.Direct.RPS, c.Gateway.RPS)
+		if r != nil {
+			r50 = signedUS(r.P50 - d.P50)
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | **%s** | %s | %s | %s | %s | %s | %s | %.0f | %.0f |\n", c.Mode, c.Concurrency, metric,
+			us(d.P50), us(g.P50), signedUS(g.P50-d.P50), f50, r50, us(d.P99), us(g.P99), signedUS(g.P99-d.P99), f99, c.Direct.RPS, c.Gateway.RPS)
 	}
 	for _, c := range cells {
-		var ft, fl *dist
+		var ft, fl, rt, rl *dist
 		if c.Floor != nil {
 			ft, fl = c.Floor.TTFT, c.Floor.Total
 		}
-		if c.Mode == "stream" {
-			line(c, "TTFT", c.Direct.TTFT, c.Gateway.TTFT, ft)
+		if c.Relay != nil {
+			rt, rl = c.Relay.TTFT, c.Relay.Total
 		}
-		line(c, "total", c.Direct.Total, c.Gateway.Total, fl)
+		if c.Mode == "stream" {
+			line(c, "TTFT", c.Direct.TTFT, c.Gateway.TTFT, ft, rt)
+		}
+		line(c, "total", c.Direct.Total, c.Gateway.Total, fl, rl)
 	}
 }
 
