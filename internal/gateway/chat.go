@@ -97,6 +97,7 @@ func (g *Gateway) chat(w http.ResponseWriter, r *http.Request) {
 	c := x.call
 	c.FinishedAt = g.now()
 	c.Latency = c.FinishedAt.Sub(start)
+	x.fingerprint() // after the answer, unless a policy needed it before
 	g.priceReference(x)
 	g.metrics.observe(c)
 	g.finishSecond(x)
@@ -124,9 +125,7 @@ func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange)
 	x.head = head
 	c.RequestedModel = head.Model
 	c.Stream = head.Stream
-	view := head.Request()
-	c.Workload = workload.Tag(r.Header.Get(HeaderWorkload), view)
-	c.Fingerprint = workload.Fingerprint(view)
+	c.Workload = workload.Tag(r.Header.Get(HeaderWorkload), head.Request())
 
 	m, ok := g.catalog.Resolve(head.Model)
 	if !ok {
@@ -146,6 +145,16 @@ func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange)
 		x.second = &secondPlan{kind: store.SecondShadow, model: cand}
 	}
 	return g.serveReference(w, r, x, m)
+}
+
+// fingerprint sets the call's template fingerprint once its request has been read.
+// It is only needed before the upstream is asked when a policy must find the call's
+// workload by it, so it is otherwise left until the client has its answer.
+func (x *exchange) fingerprint() string {
+	if c := x.call; c.Fingerprint == "" && x.head != nil {
+		c.Fingerprint = workload.Fingerprint(x.head.Request())
+	}
+	return x.call.Fingerprint
 }
 
 // serveReference has m (or its fallbacks) answer the call.

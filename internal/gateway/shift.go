@@ -131,7 +131,7 @@ func (g *Gateway) decide(x *exchange, ref *backend.Model) (*backend.Model, polic
 	c := x.call
 	key := c.Workload
 	if key == "" && s.workloads != nil {
-		key = s.workloads.FindWorkload(c.Fingerprint, x.body)
+		key = s.workloads.FindWorkload(x.fingerprint(), x.body)
 	}
 	c.WorkloadID = key // the recorder keeps what the gateway found
 	if key == "" {
