@@ -142,7 +142,7 @@ func readTemplate(body []byte) template {
 	}
 	t := template{tools: h.ToolNames, format: h.ResponseType, hasSys: h.HasSystem}
 	if h.HasSystem {
-		t.system = h.System.String()
+		t.system = h.System().String()
 	}
 	return t
 }

@@ -125,7 +125,7 @@ func (g *Gateway) serveChat(w http.ResponseWriter, r *http.Request, x *exchange)
 	x.head = head
 	c.RequestedModel = head.Model
 	c.Stream = head.Stream
-	c.Workload = workload.Tag(r.Header.Get(HeaderWorkload), head.Request())
+	c.Workload = workload.TagValue(r.Header.Get(HeaderWorkload), head.Workload)
 
 	m, ok := g.catalog.Resolve(head.Model)
 	if !ok {

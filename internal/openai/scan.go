@@ -17,8 +17,7 @@ type Head struct {
 	Stream        bool
 	IncludeUsage  bool   // stream_options.include_usage
 	Workload      string // metadata.workload
-	System        Content
-	HasSystem     bool     // a system or developer message exists; System is the first
+	HasSystem     bool     // a system or developer message exists; System returns the first
 	ToolNames     []string // function names of tools, in request order
 	ResponseType  string   // response_format.type
 	Messages      int
@@ -27,6 +26,27 @@ type Head struct {
 	streamOptsAt  int // byte span of the stream_options value; -1 when absent
 	streamOptsEnd int
 	closeAt       int // index of the top-level closing brace
+
+	// The first system message's content: a string's raw bytes in the body (decoded
+	// by System, off the request path), or the content itself.
+	system     Content
+	sysRaw     []byte
+	sysLazy    bool
+	sysEscaped bool
+}
+
+// System returns the content of the first system (or developer) message; see
+// HasSystem. A string content is decoded on each call: the scan only validates it,
+// since the gateway needs it after the answer (for the fingerprint), not before.
+func (h *Head) System() Content {
+	if !h.sysLazy {
+		return h.system
+	}
+	if !h.sysEscaped {
+		return Content{Text: string(h.sysRaw)}
+	}
+	text, _ := unescape(h.sysRaw) // validated by the scan, so it cannot fail
+	return Content{Text: text}
 }
 
 // ScanChatRequest reads the Head of a chat-completion request. It checks what the
@@ -55,7 +75,7 @@ func headOf(req *ChatRequest) *Head {
 	h.Workload = req.Metadata["workload"]
 	for _, m := range req.Messages {
 		if m.Role == "system" || m.Role == "developer" {
-			h.System, h.HasSystem = m.Content, true
+			h.system, h.HasSystem = m.Content, true
 			break
 		}
 	}
@@ -205,15 +225,11 @@ func (h *Head) scanMessage(s *jsonScanner) {
 	h.HasSystem = true
 	switch contentKind {
 	case 0, 'n':
-		h.System = Content{IsNull: true}
+		h.system = Content{IsNull: true}
 	case '"':
-		text, ok := s.text(cs+1, ce-1, bytesHasBackslash(s.b[cs:ce]))
-		if !ok {
-			s.fail()
-		}
-		h.System = Content{Text: text}
+		h.sysRaw, h.sysLazy, h.sysEscaped = s.b[cs+1:ce-1], true, bytesHasBackslash(s.b[cs:ce])
 	case '[':
-		if json.Unmarshal(s.b[cs:ce], &h.System) != nil {
+		if json.Unmarshal(s.b[cs:ce], &h.system) != nil {
 			s.fail()
 		}
 	default:
@@ -279,7 +295,7 @@ func bytesHasBackslash(b []byte) bool { return bytes.IndexByte(b, '\\') >= 0 }
 func (h *Head) Request() *ChatRequest {
 	req := &ChatRequest{Model: h.Model, Stream: h.Stream}
 	if h.HasSystem {
-		req.Messages = []Message{{Role: "system", Content: h.System}}
+		req.Messages = []Message{{Role: "system", Content: h.System()}}
 	}
 	if len(h.ToolNames) > 0 {
 		req.Tools = make([]Tool, len(h.ToolNames))

@@ -21,11 +21,11 @@ func TestScanChatRequest(t *testing.T) {
 			`"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"tools":[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":"b","parameters":{}}}],` +
 			`"metadata":{"workload":"triage","x":"y"},"response_format":{"type":"json_object"}}`,
 			want: Head{Model: "gpt-4o", Stream: true, IncludeUsage: true, Workload: "triage", HasSystem: true,
-				System: Content{IsParts: true, Parts: []ContentPart{{Type: "text", Text: "Be brief."}}}, ToolNames: []string{"a", "b"}, ResponseType: "json_object", Messages: 3}},
+				system: Content{IsParts: true, Parts: []ContentPart{{Type: "text", Text: "Be brief."}}}, ToolNames: []string{"a", "b"}, ResponseType: "json_object", Messages: 3}},
 		{name: "nulls", body: `{"model":"m","messages":[{"role":"system","content":null},{"role":"user","content":"x"}],"stream":null,"stream_options":null,"tools":null,"metadata":null,"response_format":null}`,
-			want: Head{Model: "m", HasSystem: true, System: Content{IsNull: true}, Messages: 2}},
+			want: Head{Model: "m", HasSystem: true, system: Content{IsNull: true}, Messages: 2}},
 		{name: "escaped strings", body: `{"model":"m\u00e9","messages":[{"role":"system","content":"line\none \"quoted\""}]}`,
-			want: Head{Model: "mé", HasSystem: true, System: Content{Text: "line\none \"quoted\""}, Messages: 1}},
+			want: Head{Model: "mé", HasSystem: true, system: Content{Text: "line\none \"quoted\""}, Messages: 1}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,7 +92,7 @@ func TestForward(t *testing.T) {
 
 func headString(h *Head) string {
 	return fmt.Sprintf("model=%q stream=%v usage=%v workload=%q system=%v/%q/%v tools=%q rf=%q n=%d",
-		h.Model, h.Stream, h.IncludeUsage, h.Workload, h.HasSystem, h.System.String(), h.System.IsNull, h.ToolNames, h.ResponseType, h.Messages)
+		h.Model, h.Stream, h.IncludeUsage, h.Workload, h.HasSystem, h.System().String(), h.System().IsNull, h.ToolNames, h.ResponseType, h.Messages)
 }
 
 // FuzzScanMatchesDecode checks the fast scan against the full decoder: whatever the

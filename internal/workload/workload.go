@@ -32,9 +32,18 @@ const MaxTagLen = 128
 // had named no workload: a tag ends up in response headers, metric labels and the
 // store, so it must be safe in all three. req may be nil.
 func Tag(header string, req *openai.ChatRequest) string {
+	var meta string
+	if req != nil {
+		meta = req.Metadata[TagMetadataKey]
+	}
+	return TagValue(header, meta)
+}
+
+// TagValue is Tag given the header and the metadata value themselves.
+func TagValue(header, metadata string) string {
 	t := strings.TrimSpace(header)
-	if t == "" && req != nil {
-		t = strings.TrimSpace(req.Metadata[TagMetadataKey])
+	if t == "" {
+		t = strings.TrimSpace(metadata)
 	}
 	if !validTag(t) {
 		return ""
