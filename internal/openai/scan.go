@@ -15,8 +15,8 @@ import (
 type Head struct {
 	Model         string
 	Stream        bool
-	IncludeUsage  bool   // stream_options.include_usage
-	Workload      string // metadata.workload
+	IncludeUsage  bool     // stream_options.include_usage
+	Workload      string   // metadata.workload
 	HasSystem     bool     // a system or developer message exists; System returns the first
 	ToolNames     []string // function names of tools, in request order
 	ResponseType  string   // response_format.type
