@@ -56,6 +56,7 @@ type options struct {
 	perf        string
 	floor       bool
 	relay       bool
+	transport   string // the gateway's backends[].transport; empty: the default
 	keep        bool
 	proxyCPU    int // pin the gateway, the floor proxy and the relay to this CPU; -1: no pinning
 	shift       bool
@@ -78,6 +79,7 @@ func main() {
 	flag.BoolVar(&o.relay, "relay", true, "also measure a bare TCP relay (separate process, no HTTP parsing) as the floor of one more loopback hop")
 	flag.StringVar(&relayUpstream, "serve-relay", "", "internal: run as the relay to this upstream `HOST:PORT`")
 	flag.IntVar(&o.proxyCPU, "proxy-cpu", -1, "run the gateway, the floor proxy and the relay pinned to this CPU with taskset (run the harness itself pinned to another: taskset -c 0 go run ./bench/overhead -proxy-cpu 1)")
+	flag.StringVar(&o.transport, "transport", "", "the gateway's backend transport setting (auto or net/http; empty: the default, auto)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binary, config, SQLite store, gateway log)")
 	flag.BoolVar(&o.shift, "shift", false, "measure shift policies instead: observe, shadow, the candidate asked directly and serve (guards), through one gateway (see shift.go)")
 	flag.Float64Var(&o.verify, "verify", 0.0001, "with -shift: the serve policy's verification share (above 0)")
@@ -378,7 +380,7 @@ func writeJSON(w io.Writer, path string, v any) error {
 }
 
 func run(o options, w io.Writer) error {
-	r, err := setUp(o, w, "downshift gateway overhead", nil, gatewayOptions{CPU: o.proxyCPU})
+	r, err := setUp(o, w, "downshift gateway overhead", nil, gatewayOptions{CPU: o.proxyCPU, Transport: o.transport})
 	defer r.close(w)
 	if err != nil {
 		return err

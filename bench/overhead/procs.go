@@ -140,14 +140,21 @@ type gatewayOptions struct {
 	// Prepare, when set, runs on the store (its SQLite path) after the setup an
 	// operator would do and before the gateway starts: it saves the shift policies.
 	Prepare func(db string) error
+	// Transport is the backend's transport setting (config backends[].transport);
+	// empty leaves the default.
+	Transport string
 }
 
 // gatewayConfig is the YAML the gateway runs with: the simulator as the only backend,
 // gpt-4o as the reference model (and candidates, if any), recording into SQLite with
 // redaction (the default) and encryption at rest on, warnings only.
-func gatewayConfig(port int, upstream, db, encKey string, candidates []string) string {
+func gatewayConfig(port int, upstream, db, encKey string, o gatewayOptions) string {
+	var transport string
+	if o.Transport != "" {
+		transport = "\n    transport: " + strconv.Quote(o.Transport)
+	}
 	var cands strings.Builder
-	for _, c := range candidates {
+	for _, c := range o.Candidates {
 		fmt.Fprintf(&cands, "  - name: %s\n    backend: sim\n    role: candidate\n", c)
 	}
 	return fmt.Sprintf(`# written by bench/overhead
@@ -160,7 +167,7 @@ log:
   level: warn
 backends:
   - name: sim
-    url: %s/v1
+    url: %s/v1%s
 models:
   - name: gpt-4o
     backend: sim
@@ -170,7 +177,7 @@ models:
     active: bench
     keys:
       - {id: bench, file: %s}
-`, port, strconv.Quote(db), upstream, cands.String(), strconv.Quote(encKey))
+`, port, strconv.Quote(db), upstream, transport, cands.String(), strconv.Quote(encKey))
 }
 
 // startGateway sets up what an operator would (an encryption key, a gateway key for
@@ -188,7 +195,7 @@ func startGateway(bin, dir, upstream string, o gatewayOptions, logw io.Writer) (
 	if out, err := exec.Command(bin, "keys", "encryption", "new", "--out", encKey).CombinedOutput(); err != nil {
 		return nil, "", "", "", fmt.Errorf("keys encryption new: %v: %s", err, out)
 	}
-	if err := os.WriteFile(cfgPath, []byte(gatewayConfig(port, upstream, db, encKey, o.Candidates)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(gatewayConfig(port, upstream, db, encKey, o)), 0o600); err != nil {
 		return nil, "", "", "", err
 	}
 	out, err := exec.Command(bin, "keys", "create", "--db", db, "--kind", "gateway", "--name", "bench", "--quiet").Output()

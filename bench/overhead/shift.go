@@ -140,7 +140,7 @@ type policyCheck struct {
 func runShift(o options, w io.Writer) error {
 	prepare := func(db string) error { return savePolicies(db, o.verify) }
 	r, err := setUp(o, w, "downshift shift on the serve path", []string{"--candidate", shiftModel + "=0"},
-		gatewayOptions{CPU: o.proxyCPU, Candidates: []string{shiftModel}, Prepare: prepare})
+		gatewayOptions{CPU: o.proxyCPU, Candidates: []string{shiftModel}, Prepare: prepare, Transport: o.transport})
 	defer r.close(w)
 	if err != nil {
 		return err

@@ -65,10 +65,11 @@ func New(c config.Backend, getenv func(string) string) (*Backend, error) {
 		// Compressed streams would defeat per-event flushing; ask for identity.
 		DisableCompression: true,
 	}
-	// Cleartext upstreams reached without a proxy get the lighter transport (h1.go);
-	// TLS, HTTP/2 and proxied upstreams keep net/http's.
+	// Cleartext upstreams reached without a proxy get the lighter transport (h1.go)
+	// unless the backend asks for net/http's; TLS, HTTP/2 and proxied upstreams keep
+	// net/http's.
 	var rt http.RoundTripper = tr
-	if u.Scheme == "http" {
+	if u.Scheme == "http" && c.Transport != config.TransportNetHTTP {
 		if p, err := tr.Proxy(&http.Request{URL: u}); err == nil && p == nil {
 			rt = &h1Transport{
 				addr:                  canonicalAddr(u.Host),

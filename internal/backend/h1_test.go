@@ -102,6 +102,10 @@ func TestNewChoosesTheTransportByScheme(t *testing.T) {
 	if h, ok := noPort.client.Transport.(*h1Transport); !ok || h.addr != "vllm.internal:80" {
 		t.Errorf("http upstream without a port: transport %T", noPort.client.Transport)
 	}
+	chosen, _ := New(config.Backend{Name: "d", URL: "http://127.0.0.1:8000/v1", Transport: config.TransportNetHTTP}, nil)
+	if _, ok := chosen.client.Transport.(*http.Transport); !ok {
+		t.Errorf("transport: net/http: transport %T", chosen.client.Transport)
+	}
 	tls, _ := New(config.Backend{Name: "c", URL: "https://api.openai.com/v1"}, nil)
 	if _, ok := tls.client.Transport.(*http.Transport); !ok {
 		t.Errorf("https upstream: transport %T, want net/http's", tls.client.Transport)

@@ -326,7 +326,17 @@ type Backend struct {
 	ResponseTimeout time.Duration `koanf:"response_timeout" json:"response_timeout,omitempty"`
 	// MaxIdleConns is the size of the keep-alive pool to this backend. Default 256.
 	MaxIdleConns int `koanf:"max_idle_conns" json:"max_idle_conns,omitempty"`
+	// Transport picks the HTTP client: "auto" (the default, also when empty) uses
+	// downshift's HTTP/1.1 transport for an http:// URL reached without a proxy and
+	// net/http's Transport otherwise; "net/http" always uses net/http's Transport.
+	Transport string `koanf:"transport" json:"transport,omitempty"`
 }
+
+// Backend transports.
+const (
+	TransportAuto    = "auto"
+	TransportNetHTTP = "net/http"
+)
 
 // Model is a model downshift can route to.
 type Model struct {

@@ -104,7 +104,7 @@ func TestFullConfigDecodesEveryValue(t *testing.T) {
 			{
 				Name: "remote", URL: "https://llm.example.com/v1", APIKeyEnv: "LLM_API_KEY",
 				Headers:        map[string]string{"OpenAI-Organization": "org-example"},
-				ConnectTimeout: 2 * time.Second, ResponseTimeout: 90 * time.Second, MaxIdleConns: 64,
+				ConnectTimeout: 2 * time.Second, ResponseTimeout: 90 * time.Second, MaxIdleConns: 64, Transport: "auto",
 			},
 			{
 				Name: "local", URL: "http://127.0.0.1:8000/v1", APIKeyFile: "/run/secrets/vllm.key",

@@ -174,6 +174,9 @@ func (v *validator) backends(bs []Backend) {
 		v.notNegative(key+".connect_timeout", float64(b.ConnectTimeout))
 		v.notNegative(key+".response_timeout", float64(b.ResponseTimeout))
 		v.notNegative(key+".max_idle_conns", float64(b.MaxIdleConns))
+		if b.Transport != "" && b.Transport != TransportAuto && b.Transport != TransportNetHTTP {
+			v.add(key+".transport", "must be %q or %q, not %q", TransportAuto, TransportNetHTTP, b.Transport)
+		}
 	}
 }
 
