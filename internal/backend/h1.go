@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,7 @@ type h1Transport struct {
 	idle   []*h1Conn // most recently used last
 	reaper *time.Timer
 	dials  atomic.Int64 // connections opened, for tests and debugging
+	early  atomic.Int64 // answers read after a failed write, likewise
 }
 
 // Buffer sizes per connection. Requests are typically 2-40 KB of JSON: a 16 KB writer
@@ -119,11 +121,16 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 		}
 		return nil, err, wrote
 	}
-	if err := req.Write(c.bw); err != nil {
-		return fail(err)
+	werr := req.Write(c.bw)
+	if werr == nil {
+		werr = c.bw.Flush()
 	}
-	if err := c.bw.Flush(); err != nil {
-		return fail(err)
+	if werr != nil {
+		if resp := t.earlyAnswer(c, req); resp != nil {
+			stop()
+			return resp, nil, true
+		}
+		return fail(werr)
 	}
 	wrote = true
 	if t.responseHeaderTimeout > 0 {
@@ -156,6 +163,34 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 	}
 	resp.Body = b
 	return resp, nil, true
+}
+
+// earlyWait is how long a failed write waits for an answer the server sent before
+// reading the whole request.
+const earlyWait = 50 * time.Millisecond
+
+// earlyAnswer reads the answer a server may have sent before it stopped reading the
+// request (a 413 for a body over its limit, then a close, which fails our write): that
+// answer says more than the write error. It returns nil when there is none, and closes
+// the connection when there is: the server is done with it.
+func (t *h1Transport) earlyAnswer(c *h1Conn, req *http.Request) *http.Response {
+	_ = c.nc.SetReadDeadline(time.Now().Add(earlyWait))
+	resp, err := http.ReadResponse(c.br, req)
+	if err != nil {
+		return nil
+	}
+	// An error answer is small; read it whole so that the connection can go.
+	_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	_ = c.nc.Close()
+	if err != nil {
+		return nil
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Close = true
+	t.early.Add(1)
+	return resp
 }
 
 // get returns a pooled connection that the server has not closed, or dials one.

@@ -274,6 +274,40 @@ func TestH1ResendsOnlyWhatNeverLeft(t *testing.T) {
 	}
 }
 
+// A server that answers before reading the whole request and closes (a 413 for a
+// body over its limit): the caller gets that answer, not the failed write.
+func TestH1ReturnsAnAnswerSentBeforeTheRequestWasRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				msg := `{"error":{"message":"request too large"}}`
+				fmt.Fprintf(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
+			}
+			c.Close() // with the body unread: the client's write fails
+		}
+	}()
+	b := newTestBackend(t, "http://"+ln.Addr().String()+"/v1", config.Backend{})
+	// Larger than loopback's socket buffers, so that the write cannot complete.
+	body := bytes.Repeat([]byte("x"), 64<<20)
+	_, err = b.Post(context.Background(), "/chat/completions", body, "")
+	var be *Error
+	if !errors.As(err, &be) || be.Kind != KindStatus || be.Status != http.StatusRequestEntityTooLarge || !strings.Contains(string(be.Body), "too large") {
+		t.Fatalf("got %v, want the upstream's 413", err)
+	}
+	if n := h1Of(t, b).early.Load(); n != 1 {
+		t.Errorf("answers read after a failed write: %d, want 1 (the write did not fail?)", n)
+	}
+}
+
 func TestH1TimeoutCoversHeadersNotTheStream(t *testing.T) {
 	srv := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
