@@ -390,23 +390,26 @@ func run(o options, w io.Writer) error {
 	direct := newTarget("direct", r.upstream, r.key, r.reqs, r.maxConc)
 	gw := newTarget("gateway", r.gwBase, r.key, r.reqs, r.maxConc)
 	targets := []*target{direct, gw}
-	if o.floor {
-		floorP, floorBase, err := startFloor(r.upstream, o.proxyCPU, r.logf)
-		if err != nil {
-			return err
-		}
-		defer floorP.stop(syscall.SIGTERM, 5*time.Second)
-		targets = append(targets, newTarget("floor", floorBase, r.key, r.reqs, r.maxConc))
-		fmt.Fprintf(w, "floor: plain httputil.ReverseProxy at %s (pid %d)\n", floorBase, floorP.cmd.Process.Pid)
+	floors := []struct {
+		on    bool
+		name  string
+		what  string
+		start func(upstream string, cpu int, logw io.Writer) (*proc, string, error)
+	}{
+		{o.floor, "floor", "plain httputil.ReverseProxy", startFloor},
+		{o.relay, "relay", "bare TCP relay", startRelay},
 	}
-	if o.relay {
-		relayP, relayBase, err := startRelay(r.upstream, o.proxyCPU, r.logf)
+	for _, f := range floors {
+		if !f.on {
+			continue
+		}
+		p, base, err := f.start(r.upstream, o.proxyCPU, r.logf)
 		if err != nil {
 			return err
 		}
-		defer relayP.stop(syscall.SIGTERM, 5*time.Second)
-		targets = append(targets, newTarget("relay", relayBase, r.key, r.reqs, r.maxConc))
-		fmt.Fprintf(w, "relay: bare TCP relay at %s (pid %d)\n", relayBase, relayP.cmd.Process.Pid)
+		defer p.stop(syscall.SIGTERM, 5*time.Second)
+		targets = append(targets, newTarget(f.name, base, r.key, r.reqs, r.maxConc))
+		fmt.Fprintf(w, "%s: %s at %s (pid %d)\n", f.name, f.what, base, p.cmd.Process.Pid)
 	}
 	if o.floor || o.relay {
 		fmt.Fprintln(w)
