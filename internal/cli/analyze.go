@@ -94,11 +94,17 @@ func runAnalyze(ctx context.Context, sf *storeFlags, o analyzeOptions, out, errO
 			return err
 		}
 	}
-	res, rep, err := analyze(ctx, st, kr, filter, candidates, discover.Options{Seed: o.seed, RequestOnly: o.requestOnly}, errOut)
+	res, rep, kept, err := analyze(ctx, st, kr, filter, candidates, discover.Options{Seed: o.seed, RequestOnly: o.requestOnly}, errOut)
 	if err != nil {
 		return err
 	}
 	if err := report.WriteTable(out, rep); err != nil {
+		return err
+	}
+	if kept > 0 {
+		fmt.Fprintf(out, "\n%d workloads kept the ids they had before (most of their calls were in them already)\n", kept)
+	}
+	if err := warnLostPolicies(ctx, st, res, errOut); err != nil {
 		return err
 	}
 	if o.out != "" {
@@ -118,23 +124,28 @@ func runAnalyze(ctx context.Context, sf *storeFlags, o analyzeOptions, out, errO
 }
 
 // analyze loads the calls f selects, opens their payloads, discovers workloads and
-// builds the report on them.
+// builds the report on them. A workload found again keeps the id it had (see
+// discover.KeepIDs); kept says how many did.
 func analyze(ctx context.Context, st store.Store, kr *seal.Keyring, f store.Filter, candidates []report.Candidate,
-	opts discover.Options, progressOut io.Writer) (*discover.Result, *report.Report, error) {
+	opts discover.Options, progressOut io.Writer) (res *discover.Result, rep *report.Report, kept int, err error) {
 	stored, err := st.ListCalls(ctx, f)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if len(stored) == 0 {
-		return nil, nil, fmt.Errorf("no calls to analyze (recorded or imported calls in the store, in the time window)")
+		return nil, nil, 0, fmt.Errorf("no calls to analyze (recorded or imported calls in the store, in the time window)")
 	}
+	previous := make(map[string]string, len(stored))
 	prog := newProgress(progressOut, "reading calls", len(stored))
 	calls := make([]discover.Call, 0, len(stored))
 	rcalls := make([]report.Call, 0, len(stored))
 	for i := range stored {
 		c := &stored[i]
 		if err := kr.OpenCall(c); err != nil {
-			return nil, nil, fmt.Errorf("%w (pass --config with the privacy.encryption keys that sealed it)", err)
+			return nil, nil, 0, fmt.Errorf("%w (pass --config with the privacy.encryption keys that sealed it)", err)
+		}
+		if c.WorkloadID != "" {
+			previous[c.ID] = c.WorkloadID
 		}
 		dc := discover.Call{ID: c.ID, Workload: c.Workload, Fingerprint: c.Fingerprint, Request: c.Request}
 		if c.GroundTruth {
@@ -145,7 +156,7 @@ func analyze(ctx context.Context, st store.Store, kr *seal.Keyring, f store.Filt
 		calls = append(calls, dc)
 		rc, err := report.FromStoreCall(*c)
 		if err != nil {
-			return nil, nil, fmt.Errorf("call %s: %w", c.ID, err)
+			return nil, nil, 0, fmt.Errorf("call %s: %w", c.ID, err)
 		}
 		rcalls = append(rcalls, rc)
 		prog.add(1)
@@ -157,20 +168,44 @@ func analyze(ctx context.Context, st store.Store, kr *seal.Keyring, f store.Filt
 	// call ids follow arrival order, which concurrent agents shuffle. Ordering by
 	// content makes the same calls give the same workloads however they arrived.
 	sortByContent(calls)
-	res, err := discover.Discover(ctx, calls, opts)
+	res, err = discover.Discover(ctx, calls, opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
+	kept = discover.KeepIDs(res, previous)
 	infos := make([]report.Info, len(res.Workloads))
 	for i, w := range res.Workloads {
 		infos[i] = report.Info{ID: w.ID, Label: w.Label, Terms: w.Terms, Representative: w.Representative}
 	}
-	rep, err := report.Build(report.Input{Calls: rcalls, Workloads: infos, Assign: res.Assignments,
+	rep, err = report.Build(report.Input{Calls: rcalls, Workloads: infos, Assign: res.Assignments,
 		Candidates: candidates, Now: time.Now()})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return res, rep, nil
+	return res, rep, kept, nil
+}
+
+// warnLostPolicies says which workload policies name a workload this analysis did not
+// find again: once its workloads are saved, new calls go to the workloads it found, so
+// such a policy routes no call until it is set on one of them.
+func warnLostPolicies(ctx context.Context, st store.Store, res *discover.Result, w io.Writer) error {
+	policies, err := st.CurrentPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	found := map[string]bool{}
+	for _, wl := range res.Workloads {
+		found[wl.ID] = true
+	}
+	for _, p := range policies {
+		if found[p.Workload] || p.Mode == store.ModeObserve {
+			continue
+		}
+		fmt.Fprintf(w, "warning: workload %s has a %s policy (candidate %s), but this analysis did not find it again; "+
+			"once saved, its calls go to other workloads. Set the policy on the workload they are in now (downshift shift).\n",
+			p.Workload, p.Mode, p.Candidate)
+	}
+	return nil
 }
 
 // configCandidates are the configured models with the candidate role and their prices.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/downshift-dev/downshift/internal/dataset"
 	"github.com/downshift-dev/downshift/internal/discover"
@@ -179,5 +180,77 @@ func TestSortByContentIgnoresArrivalOrder(t *testing.T) {
 		if a[i].ID != b[i].ID {
 			t.Fatalf("position %d: %s after one arrival order, %s after another", i, a[i].ID, b[i].ID)
 		}
+	}
+}
+
+// TestAnalyzeKeepsWorkloadIDs analyses the bundled tau-bench calls, then a later
+// window of them (their last 85%): the workloads found again must keep their ids, so
+// that a policy set on one still routes its calls, and a policy on a workload that is
+// not found again is named in a warning.
+func TestAnalyzeKeepsWorkloadIDs(t *testing.T) {
+	ctx := context.Background()
+	calls, err := dataset.BundledCalls(dataset.NameTauBench)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(t.TempDir(), "ds.db")
+	st, err := openStore(ctx, "sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var imported []store.Call
+	im := dataset.Importer{Call: func(c store.Call) error { imported = append(imported, c); return nil }}
+	if err := im.TauBench(calls); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ImportCalls(ctx, imported); err != nil {
+		t.Fatal(err)
+	}
+	sf := &storeFlags{db: db}
+	if err := runAnalyze(ctx, sf, analyzeOptions{seed: 1, save: true}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	first, err := st.ListWorkloads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]bool{}
+	for _, w := range first {
+		before[w.ID] = true
+	}
+	for _, p := range []store.Policy{
+		{Workload: first[0].ID, Mode: store.ModeShadow, Candidate: "small", Actor: "test", Reason: "try it", At: time.Now()},
+		{Workload: "wl-000000000000", Mode: store.ModeShadow, Candidate: "small", Actor: "test", Reason: "gone", At: time.Now()},
+	} {
+		if _, err := st.SavePolicy(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	slices.SortFunc(imported, func(a, b store.Call) int { return a.StartedAt.Compare(b.StartedAt) })
+	since := imported[len(imported)*15/100].StartedAt.UTC().Format(time.RFC3339Nano)
+	var out, warn strings.Builder
+	if err := runAnalyze(ctx, sf, analyzeOptions{seed: 1, save: true, since: since}, &out, &warn); err != nil {
+		t.Fatal(err)
+	}
+	second, err := st.ListWorkloads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fresh []string
+	for _, w := range second {
+		if !before[w.ID] {
+			fresh = append(fresh, w.ID+" ("+w.Label+")")
+		}
+	}
+	if len(fresh) > 0 {
+		t.Errorf("%d of %d workloads got new ids in the later window: %v", len(fresh), len(second), fresh)
+	}
+	if !strings.Contains(out.String(), "kept the ids they had before") {
+		t.Errorf("analyze did not say it kept ids:\n%s", out.String())
+	}
+	if w := warn.String(); !strings.Contains(w, "wl-000000000000") || strings.Contains(w, first[0].ID) {
+		t.Errorf("warnings:\n%s\nwant one for wl-000000000000 only", w)
 	}
 }

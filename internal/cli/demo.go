@@ -161,7 +161,7 @@ func runDemo(ctx context.Context, o demoOptions, out, errOut io.Writer) error {
 	}
 
 	fmt.Fprintln(out, "\nworkloads (downshift analyze): tags, then templates, then clustering on what each call asks and what GPT-4o did")
-	found, rep, err := analyze(ctx, st, kr, store.Filter{Ascending: true, WithPayloads: true, Limit: 1 << 30},
+	found, rep, _, err := analyze(ctx, st, kr, store.Filter{Ascending: true, WithPayloads: true, Limit: 1 << 30},
 		configCandidates(d.cfg), discover.Options{Seed: 1}, io.Discard)
 	if err != nil {
 		return err

@@ -144,7 +144,8 @@ type Result struct {
 // Workload is one discovered (or tagged) workload.
 type Workload struct {
 	// ID is stable for the same calls and options: a tag is its own ID; a discovered
-	// workload's ID hashes its template group, dominant action and top terms.
+	// workload's ID hashes its template group, dominant action and top terms. Across
+	// analyses of different calls, KeepIDs carries IDs over.
 	ID string
 	// Tag is the client's tag, for tagged workloads.
 	Tag string
