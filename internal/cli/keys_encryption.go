@@ -195,7 +195,8 @@ func resealAll(ctx context.Context, st store.Store, kr *seal.Keyring, batch int,
 				stop = err
 				break
 			}
-			updates = append(updates, store.PayloadUpdate{ID: c.ID, KeyID: c.KeyID, Request: c.Request, Response: c.Response})
+			updates = append(updates, store.PayloadUpdate{ID: c.ID, KeyID: c.KeyID, Request: c.Request, Response: c.Response,
+				SecondResponse: c.SecondResponse()})
 			from = append(from, old)
 		}
 		if err := st.UpdatePayloads(ctx, updates); err != nil {

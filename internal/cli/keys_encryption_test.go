@@ -89,7 +89,8 @@ type rotateFixture struct {
 const rotateMarker = "PLAINTEXT-MARKER-c41e"
 
 // newRotateFixture stores n calls for each of keyIDs ("" = plaintext), interleaved in
-// id order, each with a distinct marked request and response.
+// id order, each with a distinct marked request and response, and every other one with
+// a second answer's marked body.
 func newRotateFixture(t *testing.T, n int, keyIDs ...string) *rotateFixture {
 	t.Helper()
 	dir := t.TempDir()
@@ -117,6 +118,10 @@ func newRotateFixture(t *testing.T, n int, keyIDs ...string) *rotateFixture {
 			Workload:  "airline",
 			Request:   fmt.Appendf(nil, `{"messages":[{"role":"user","content":"%s %d %s"}]}`, rotateMarker, i, strings.Repeat("x", 3000)),
 			Response:  fmt.Appendf(nil, `{"choices":[{"message":{"content":"%s answer %d"}}]}`, rotateMarker, i),
+		}
+		if i%2 == 0 {
+			c.Second = &store.SecondAnswer{Kind: store.SecondShadow, Model: "small", Status: 200,
+				Response: fmt.Appendf(nil, `{"choices":[{"message":{"content":"%s second answer %d"}}]}`, rotateMarker, i)}
 		}
 		fx.plain[c.ID] = c
 		if keyID != "" {
@@ -188,7 +193,8 @@ func (fx *rotateFixture) check(t *testing.T, key string) {
 			t.Fatalf("call %s does not open under %s alone: %v", c.ID, key, err)
 		}
 		want := fx.plain[c.ID]
-		if !bytes.Equal(c.Request, want.Request) || !bytes.Equal(c.Response, want.Response) || c.Workload != want.Workload {
+		if !bytes.Equal(c.Request, want.Request) || !bytes.Equal(c.Response, want.Response) || c.Workload != want.Workload ||
+			!bytes.Equal(c.SecondResponse(), want.SecondResponse()) || (c.Second == nil) != (want.Second == nil) {
 			t.Errorf("call %s opened to something else than was recorded", c.ID)
 		}
 	}

@@ -74,13 +74,20 @@ func newPrivacy(c config.Privacy, log *slog.Logger) (*privacy, error) {
 // prepare redacts and seals one call in place. A call it fails on is not written.
 func (p *privacy) prepare(c *store.Call) error {
 	if p.redactor != nil {
-		req, resp, sum, err := p.redactor.RedactCall(c.Request, c.Response)
+		// One call, one numbering: a value in the request and in the second answer gets
+		// the same placeholder in both.
+		req, resp, second, sum, err := p.redactor.RedactCallWithSecond(c.Request, c.Response, c.SecondResponse())
 		// A body that is not JSON (a malformed request the gateway refused) comes back
 		// redacted as text, which is safe to store.
 		if err != nil && !errors.Is(err, redact.ErrNotJSON) {
 			return fmt.Errorf("redacting call %s: %w", c.ID, err)
 		}
 		c.Request, c.Response = req, resp
+		if c.Second != nil {
+			sec := *c.Second // a copy: the gateway's SecondAnswer is not the recorder's to change
+			sec.Response = second
+			c.Second = &sec
+		}
 		c.Redactions = sum.ByType()
 	}
 	if p.keyring.Enabled() {

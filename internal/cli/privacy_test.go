@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -273,3 +274,58 @@ func TestPrivacyOptions(t *testing.T) {
 var emailPattern2 = regexp.MustCompile(`<EMAIL_[0-9a-f]+>`)
 
 func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// A second answer's body is a payload like the response: redacted with the call's
+// request and response under one numbering, counted, and sealed under the call's key.
+func TestPrepareRedactsAndSealsTheSecondAnswerWithTheCall(t *testing.T) {
+	dir := t.TempDir()
+	key, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "k1.key")
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	enc := config.Encryption{Active: "k1", Keys: []config.EncryptionKey{{ID: "k1", File: keyFile}}}
+	p, err := newPrivacy(config.Privacy{Redact: true, Encryption: enc}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := &store.SecondAnswer{Kind: store.SecondShadow, Model: "small", Status: 200,
+		Response: []byte(`{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Use ` +
+			seeded["openai"] + ` and write to ` + seeded["email"] + ` or bob@example.net."}}]}`)}
+	original := string(second.Response)
+	c := store.Call{ID: "01JPRIV",
+		Request:  []byte(`{"model":"m","messages":[{"role":"user","content":"I am ` + seeded["email"] + `, key ` + seeded["openai"] + `"}]}`),
+		Response: []byte(`{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Noted, ` + seeded["email"] + `."}}]}`),
+		Second:   second}
+	if err := p.prepare(&c); err != nil {
+		t.Fatal(err)
+	}
+	if string(second.Response) != original {
+		t.Error("prepare changed the gateway's SecondAnswer in place")
+	}
+	if c.KeyID != "k1" || bytes.Contains(c.Second.Response, []byte("chat.completion")) {
+		t.Fatalf("second response not sealed (key %q): %q", c.KeyID, c.Second.Response)
+	}
+	// The counts are the three payloads': the e-mail in each, the key in two, bob once.
+	if c.Redactions["EMAIL"] != 4 || c.Redactions["SECRET"] != 2 {
+		t.Errorf("redactions %v, want EMAIL 4 and SECRET 2 (request, response and second response)", c.Redactions)
+	}
+	if err := p.keyring.OpenCall(&c); err != nil {
+		t.Fatal(err)
+	}
+	got := string(c.Second.Response)
+	for _, leak := range []string{seeded["email"], seeded["openai"], "bob@example.net"} {
+		if strings.Contains(got, leak) {
+			t.Errorf("second response still holds %q: %s", leak, got)
+		}
+	}
+	if want := "Use <SECRET_1> and write to <EMAIL_1> or <EMAIL_2>."; !strings.Contains(got, want) {
+		t.Errorf("second response %s\nwant it to read %q", got, want)
+	}
+	if !strings.Contains(string(c.Request), "I am <EMAIL_1>, key <SECRET_1>") {
+		t.Errorf("request %s: not the second response's placeholders", c.Request)
+	}
+}

@@ -441,8 +441,8 @@ func (g *Gateway) finishSecond(x *exchange) {
 	}()
 }
 
-// second asks plan's model for its answer to the call, compares the two, and tells
-// the observer.
+// second asks plan's model for its answer to the call, keeps its body on the record,
+// compares the two, and tells the observer.
 func (g *Gateway) second(x *exchange, plan *secondPlan) {
 	c := x.call
 	m := plan.model
@@ -451,7 +451,7 @@ func (g *Gateway) second(x *exchange, plan *secondPlan) {
 	sa := &store.SecondAnswer{Kind: plan.kind, Model: m.Name}
 	c.Second = sa
 	started := g.now()
-	ans, err := g.ask(ctx, x, m)
+	ans, body, err := g.ask(ctx, x, m)
 	sa.Latency = g.now().Sub(started)
 	if err != nil {
 		sa.Error = errorText(err)
@@ -463,7 +463,7 @@ func (g *Gateway) second(x *exchange, plan *secondPlan) {
 		g.log.Debug("no second answer", "call", c.ID, "kind", plan.kind, "model", m.Name, "err", sa.Error)
 		return
 	}
-	sa.Status, sa.Simulated = http.StatusOK, ans.Simulated
+	sa.Status, sa.Simulated, sa.Response = http.StatusOK, ans.Simulated, body
 	if u := ans.Usage; u != nil {
 		sa.PromptTokens, sa.CompletionTokens = u.PromptTokens, u.CompletionTokens
 		sa.CostUSD = m.Cost(u.PromptTokens, u.CompletionTokens, cachedOf(u))
@@ -502,30 +502,31 @@ func (g *Gateway) second(x *exchange, plan *secondPlan) {
 	}
 }
 
-// ask sends the call's request to m, not streamed, and returns its answer.
-func (g *Gateway) ask(ctx context.Context, x *exchange, m *backend.Model) (*openai.ChatCompletion, error) {
+// ask sends the call's request to m, not streamed, and returns its answer, decoded and
+// as received (at most maxResponseBytes: a longer one is cut, so it is no answer).
+func (g *Gateway) ask(ctx context.Context, x *exchange, m *backend.Model) (*openai.ChatCompletion, []byte, error) {
 	body, err := openai.PatchScanned(x.body, map[string]any{"model": m.UpstreamName, "stream": nil, "stream_options": nil})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resp, err := m.Backend.Post(ctx, "/chat/completions", body, "application/json")
 	if err != nil {
 		g.countUpstreamError(m.Backend.Name(), err)
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return nil, &backend.Error{Backend: m.Backend.Name(), Kind: backend.KindConnect}
+		return nil, nil, &backend.Error{Backend: m.Backend.Name(), Kind: backend.KindConnect}
 	}
 	var cc openai.ChatCompletion
 	if err := json.Unmarshal(raw, &cc); err != nil {
-		return nil, errors.New("the answer is not a chat.completion")
+		return nil, nil, errors.New("the answer is not a chat.completion")
 	}
 	if strings.EqualFold(resp.Header.Get(HeaderSimulated), "true") {
 		cc.Simulated = true
 	}
-	return &cc, nil
+	return &cc, raw, nil
 }
 
 // enqueue hands a finished call to the tracer and the recorder.

@@ -757,3 +757,83 @@ func TestVerificationWithoutUsageKeepsTheEstimate(t *testing.T) {
 		t.Errorf("reference cost %g estimated %v, want the estimate %g", c.ReferenceCostUSD, c.ReferenceCostEstimated, want)
 	}
 }
+
+// writeBody answers every request with body, as a whole chat.completion.
+func writeBody(body string) func(w http.ResponseWriter, _ *http.Request, _ []byte) bool {
+	return func(w http.ResponseWriter, _ *http.Request, _ []byte) bool {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, body)
+		return true
+	}
+}
+
+func TestSecondAnswerBodyIsRecordedAsReceived(t *testing.T) {
+	// Spacing and key order no encoder would produce, so that a body re-encoded from
+	// the decoded answer would not match.
+	const candBody = "{ \"id\":\"chatcmpl-cand\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"small-upstream\",\n" +
+		"  \"choices\":[{\"index\":0,\"finish_reason\":\"stop\",\"message\":{\"content\":\"Greetings from the candidate, in its own words.\",\"role\":\"assistant\"}}],\n" +
+		"  \"usage\":{\"prompt_tokens\":57,\"completion_tokens\":13,\"total_tokens\":70} }\n"
+	const refBody = "{\"id\":\"chatcmpl-ref\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"big-upstream\"," +
+		"\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"The reference, verifying.\"},\"finish_reason\":\"stop\"}]," +
+		"\"usage\":{\"prompt_tokens\":57,\"completion_tokens\":13,\"total_tokens\":70}}"
+	cases := []struct {
+		name      string
+		policy    store.Policy
+		cand, ref func(w http.ResponseWriter, r *http.Request, body []byte) bool
+		request   string
+		kind      string
+		want      string // the second answer's body; "" for none
+	}{
+		{name: "shadow", policy: store.Policy{Mode: store.ModeShadow, ShadowShare: 1},
+			cand: writeBody(candBody), request: "text", kind: store.SecondShadow, want: candBody},
+		{name: "shadow of a stream", policy: store.Policy{Mode: store.ModeShadow, ShadowShare: 1},
+			cand: writeBody(candBody), request: "tools stream", kind: store.SecondShadow, want: candBody},
+		{name: "verification", policy: store.Policy{Mode: store.ModeServe, VerifyShare: 1},
+			ref: writeBody(refBody), request: "text", kind: store.SecondVerify, want: refBody},
+		{name: "shadow failed", policy: store.Policy{Mode: store.ModeShadow, ShadowShare: 1},
+			cand: func(w http.ResponseWriter, _ *http.Request, _ []byte) bool {
+				http.Error(w, `{"error":{"message":"boom","type":"server_error"}}`, 500)
+				return true
+			}, request: "text", kind: store.SecondShadow},
+		{name: "shadow not a completion", policy: store.Policy{Mode: store.ModeShadow, ShadowShare: 1},
+			cand: writeBody(`{"id":"x","choices":[`), request: "text", kind: store.SecondShadow},
+		{name: "verification failed", policy: store.Policy{Mode: store.ModeServe, VerifyShare: 1},
+			ref: func(w http.ResponseWriter, _ *http.Request, _ []byte) bool {
+				http.Error(w, `{"error":{"message":"boom","type":"server_error"}}`, 503)
+				return true
+			}, request: "text", kind: store.SecondVerify},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newShiftRig(t, rigOptions{})
+			r.cand.handle, r.ref.handle = tc.cand, tc.ref
+			p := tc.policy
+			p.Workload, p.Candidate = "wx", "small"
+			r.setPolicy(t, p)
+			got := r.post(t, "wx", shiftRequests()[tc.request])
+			if got.status != 200 {
+				t.Fatalf("status %d: %s", got.status, got.body)
+			}
+			c := waitCalls(t, r.rec, 1)[0]
+			s := c.Second
+			if s == nil || s.Kind != tc.kind {
+				t.Fatalf("second answer %+v, want kind %s", s, tc.kind)
+			}
+			if string(s.Response) != tc.want {
+				t.Errorf("second answer's body:\n got %q\nwant %q", s.Response, tc.want)
+			}
+			if tc.want == "" {
+				if s.Response != nil || s.Error == "" {
+					t.Errorf("no answer came, yet body %q, error %q", s.Response, s.Error)
+				}
+				return
+			}
+			if !s.Compared || s.Status != 200 {
+				t.Errorf("second answer not compared: %+v", s)
+			}
+			if bytes.Equal(c.Response, s.Response) || bytes.Contains(c.Response, []byte(tc.want)) {
+				t.Errorf("the call's own response is the second answer's: %s", c.Response)
+			}
+		})
+	}
+}

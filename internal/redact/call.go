@@ -44,21 +44,55 @@ func (r *Redactor) RedactCall(request, response []byte) (req2, resp2 []byte, sum
 	return req2, resp2, st.Summary(), err
 }
 
+// RedactCallWithSecond is RedactCall for a call that also holds a second answer's body
+// (store.SecondAnswer.Response: another model's chat.completion for the same request).
+// The three payloads are redacted together, as one call: a value found in any of them
+// is replaced in all three by the same placeholder, and sum counts all three. An empty
+// second is returned as it is; with it, the result is RedactCall's.
+func (r *Redactor) RedactCallWithSecond(request, response, second []byte) (req2, resp2, second2 []byte, sum Summary, err error) {
+	st := &State{}
+	out, err := r.redactPayloads([]payload{{request, requestPayload}, {response, responsePayload}, {second, secondPayload}}, st)
+	return out[0], out[1], out[2], st.Summary(), err
+}
+
 func (r *Redactor) redactCall(request, response []byte, st *State) (req2, resp2 []byte, err error) {
-	var docs [2]string
-	var fields [2][]field
+	out, err := r.redactPayloads([]payload{{request, requestPayload}, {response, responsePayload}}, st)
+	return out[0], out[1], err
+}
+
+// payloadKind says which fields of a payload hold content, and names it in errors.
+type payloadKind string
+
+const (
+	requestPayload  payloadKind = "request"
+	responsePayload payloadKind = "response"
+	secondPayload   payloadKind = "second response" // read as a response
+)
+
+// payload is one JSON document of a call.
+type payload struct {
+	raw  []byte
+	kind payloadKind
+}
+
+// redactPayloads redacts the payloads of one call under st and returns them in the
+// same order, each as it was when nothing in it changed.
+func (r *Redactor) redactPayloads(in []payload, st *State) (out [][]byte, err error) {
+	docs := make([]string, len(in))
+	fields := make([][]field, len(in))
 	var errs []error
-	for d, raw := range [2][]byte{request, response} {
-		if len(strings.TrimSpace(string(raw))) == 0 {
+	for d, p := range in {
+		if len(strings.TrimSpace(string(p.raw))) == 0 {
 			continue
 		}
-		docs[d] = string(raw)
-		if !gjson.Valid(docs[d]) {
-			fields[d] = []field{{a: 0, b: len(raw), raw: docs[d], whole: true}}
-			errs = append(errs, fmt.Errorf("%w: %s", ErrNotJSON, [2]string{"request", "response"}[d]))
-		} else if d == 0 {
+		docs[d] = string(p.raw)
+		switch {
+		case !gjson.Valid(docs[d]):
+			fields[d] = []field{{a: 0, b: len(p.raw), raw: docs[d], whole: true}}
+			errs = append(errs, fmt.Errorf("%w: %s", ErrNotJSON, p.kind))
+		case p.kind == requestPayload:
 			fields[d] = requestFields(docs[d])
-		} else {
+		default:
 			fields[d] = responseFields(docs[d])
 		}
 	}
@@ -74,10 +108,13 @@ func (r *Redactor) redactCall(request, response []byte, st *State) (req2, resp2 
 		}
 	}
 	err = errors.Join(errs...)
-	if len(values) == 0 {
-		return request, response, err
+	out = make([][]byte, len(in))
+	for d, p := range in {
+		out[d] = p.raw
 	}
-	out := [2][]byte{request, response}
+	if len(values) == 0 {
+		return out, err
+	}
 	for d := range fields {
 		var buf []byte
 		last := 0
@@ -104,7 +141,7 @@ func (r *Redactor) redactCall(request, response []byte, st *State) (req2, resp2 
 			out[d] = append(buf, docs[d][last:]...)
 		}
 	}
-	return out[0], out[1], err
+	return out, err
 }
 
 // planField finds what to replace in a field, as free text or, when the text is a JSON

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -206,5 +207,78 @@ func TestRedactCallUserAndMetadata(t *testing.T) {
 	}
 	if sum.Counts[EMAIL] != 2 || sum.Counts[PHONE] != 1 {
 		t.Errorf("summary %+v", sum)
+	}
+}
+
+func TestRedactCallWithSecondUsesOnePlaceholderPerValueAcrossAllThree(t *testing.T) {
+	r := testRedactor(t)
+	req := []byte(`{"model":"m","messages":[` +
+		`{"role":"tool","content":"{\"phone\":\"4155550132\"}"},` +
+		`{"role":"user","content":"I'm mia.li@example.com, my key is sk-proj-4f8Qz2LmN7xR1vT9bK3wY6hJ"}]}`)
+	resp := []byte(`{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Thanks, mia.li@example.com."}}]}`)
+	second := []byte(`{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant",` +
+		`"content":"Log in with sk-proj-4f8Qz2LmN7xR1vT9bK3wY6hJ, or I will call 4155550132 and write to bob@example.org.",` +
+		`"tool_calls":[{"id":"c1","type":"function","function":{"name":"send","arguments":"{\"to\":\"mia.li@example.com\"}"}}]}}]}`)
+
+	req2, resp2, second2, sum, err := r.RedactCallWithSecond(req, resp, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"request": req2, "response": resp2, "second response": second2} {
+		if !json.Valid(b) {
+			t.Fatalf("%s is not valid JSON:\n%s", name, b)
+		}
+		for _, leak := range []string{"mia.li@example.com", "sk-proj-4f8Qz2", "4155550132", "bob@example.org"} {
+			if bytes.Contains(b, []byte(leak)) {
+				t.Errorf("%s still holds %q:\n%s", name, leak, b)
+			}
+		}
+	}
+	var cc openai.ChatCompletion
+	if err := json.Unmarshal(second2, &cc); err != nil {
+		t.Fatalf("second response does not decode as openai.ChatCompletion: %v", err)
+	}
+	msg := cc.Choices[0].Message
+	// The key and the phone number are the request's; bob is new, so he comes after mia.
+	if got, want := msg.Content.Text, "Log in with <SECRET_1>, or I will call <PHONE_1> and write to <EMAIL_2>."; got != want {
+		t.Errorf("second response content = %q, want %q", got, want)
+	}
+	if got := msg.ToolCalls[0].Function.Arguments; got != `{"to":"<EMAIL_1>"}` {
+		t.Errorf("second response arguments = %q", got)
+	}
+	if !bytes.Contains(req2, []byte(`my key is <SECRET_1>`)) || !bytes.Contains(req2, []byte(`I'm <EMAIL_1>`)) {
+		t.Errorf("request placeholders differ from the second response's:\n%s", req2)
+	}
+	if !bytes.Contains(resp2, []byte(`Thanks, <EMAIL_1>.`)) {
+		t.Errorf("response placeholders differ:\n%s", resp2)
+	}
+	// Counted in all three: the e-mail twice in the second response, once each elsewhere.
+	if sum.Counts[EMAIL] != 4 || sum.Distinct[EMAIL] != 2 || sum.Counts[SECRET] != 2 || sum.Counts[PHONE] != 2 {
+		t.Errorf("summary = %+v", sum)
+	}
+}
+
+func TestRedactCallWithoutSecondIsRedactCall(t *testing.T) {
+	r := testRedactor(t)
+	wantReq, wantResp, wantSum, wantErr := r.RedactCall([]byte(callRequest), []byte(callResponse))
+	for _, second := range [][]byte{nil, {}} {
+		req, resp, second2, sum, err := r.RedactCallWithSecond([]byte(callRequest), []byte(callResponse), second)
+		if !bytes.Equal(req, wantReq) || !bytes.Equal(resp, wantResp) || !reflect.DeepEqual(sum, wantSum) || !errors.Is(err, wantErr) {
+			t.Errorf("second %q: not RedactCall's result: %v\n%s\n%s\n%+v", second, err, req, resp, sum)
+		}
+		if len(second2) != 0 {
+			t.Errorf("an empty second response came back as %q", second2)
+		}
+	}
+}
+
+func TestRedactCallWithSecondNotJSON(t *testing.T) {
+	r := testRedactor(t)
+	_, _, second2, sum, err := r.RedactCallWithSecond(nil, nil, []byte("upstream said: bob@example.com"))
+	if !errors.Is(err, ErrNotJSON) || !strings.Contains(err.Error(), "second response") {
+		t.Errorf("err = %v, want ErrNotJSON naming the second response", err)
+	}
+	if string(second2) != "upstream said: <EMAIL_1>" || sum.Counts[EMAIL] != 1 {
+		t.Errorf("second response %q, summary %+v", second2, sum)
 	}
 }

@@ -243,8 +243,9 @@ func (k *Keyring) Open(keyID string, sealed, aad []byte) ([]byte, error) {
 
 // Fields of a call that are sealed; the names are part of each payload's aad.
 const (
-	FieldRequest  = "request"
-	FieldResponse = "response"
+	FieldRequest        = "request"
+	FieldResponse       = "response"
+	FieldSecondResponse = "second_response" // store.SecondAnswer.Response
 )
 
 // AAD returns the additional authenticated data that binds a payload to its call and
@@ -256,9 +257,11 @@ func AAD(callID, field string) []byte {
 	return append(b, callID...)
 }
 
-// SealCall seals c's Request and Response in place under the active key and sets
-// c.KeyID. An empty payload stays empty: there is nothing in it to hide. On error c is
-// unchanged. A call already sealed is refused with ErrSealed.
+// SealCall seals c's Request, Response and Second.Response in place under the active
+// key and sets c.KeyID. An empty payload stays empty: there is nothing in it to hide.
+// On error c is unchanged; c.Second is replaced by a copy rather than written through,
+// so a SecondAnswer shared with another Call is never changed. A call already sealed is
+// refused with ErrSealed.
 func (k *Keyring) SealCall(c *store.Call) error {
 	if !k.Enabled() {
 		return ErrNoActiveKey
@@ -274,8 +277,24 @@ func (k *Keyring) SealCall(c *store.Call) error {
 	if err != nil {
 		return fmt.Errorf("seal call %s: %w", c.ID, err)
 	}
+	second, err := k.sealField(k.active, c.ID, FieldSecondResponse, c.SecondResponse())
+	if err != nil {
+		return fmt.Errorf("seal call %s: %w", c.ID, err)
+	}
 	c.Request, c.Response, c.KeyID = req, resp, k.active
+	setSecondResponse(c, second)
 	return nil
+}
+
+// setSecondResponse sets c.Second.Response to b on a copy of c.Second; a call without
+// a second answer is left as it is.
+func setSecondResponse(c *store.Call, b []byte) {
+	if c.Second == nil {
+		return
+	}
+	sec := *c.Second
+	sec.Response = b
+	c.Second = &sec
 }
 
 func (k *Keyring) sealField(keyID, callID, field string, b []byte) ([]byte, error) {
@@ -285,7 +304,8 @@ func (k *Keyring) sealField(keyID, callID, field string, b []byte) ([]byte, erro
 	return k.Seal(keyID, b, AAD(callID, field))
 }
 
-// OpenCall opens c's Request and Response in place and clears c.KeyID. A plaintext
+// OpenCall opens c's Request, Response and Second.Response in place (c.Second on a
+// copy, as SealCall) and clears c.KeyID. A plaintext
 // call (KeyID empty) is left as it is. When the keyring lacks the call's key, the error
 // wraps ErrUnknownKey and names the key id. On error c is unchanged.
 func (k *Keyring) OpenCall(c *store.Call) error {
@@ -304,7 +324,12 @@ func (k *Keyring) OpenCall(c *store.Call) error {
 	if err != nil {
 		return fmt.Errorf("open call %s %s: %w", c.ID, FieldResponse, err)
 	}
+	second, err := k.openField(c.KeyID, c.ID, FieldSecondResponse, c.SecondResponse())
+	if err != nil {
+		return fmt.Errorf("open call %s %s: %w", c.ID, FieldSecondResponse, err)
+	}
 	c.Request, c.Response, c.KeyID = req, resp, ""
+	setSecondResponse(c, second)
 	return nil
 }
 

@@ -217,6 +217,8 @@ func sampleCall(id string) store.Call {
 		Workload: "airline",
 		Request:  []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"REQUEST-MARKER"}]}`),
 		Response: []byte(`{"choices":[{"message":{"content":"RESPONSE-MARKER"}}]}`),
+		Second: &store.SecondAnswer{Kind: store.SecondShadow, Model: "small", Status: 200,
+			Response: []byte(`{"choices":[{"message":{"content":"SECOND-MARKER"}}]}`)},
 	}
 }
 
@@ -230,11 +232,18 @@ func TestSealCallOpenCallRoundTrip(t *testing.T) {
 	if c.KeyID != "k2" {
 		t.Errorf("KeyID = %q, want the active key k2", c.KeyID)
 	}
-	if bytes.Contains(c.Request, []byte("REQUEST-MARKER")) || bytes.Contains(c.Response, []byte("RESPONSE-MARKER")) {
+	if bytes.Contains(c.Request, []byte("REQUEST-MARKER")) || bytes.Contains(c.Response, []byte("RESPONSE-MARKER")) ||
+		bytes.Contains(c.Second.Response, []byte("SECOND-MARKER")) {
 		t.Error("sealed call still holds plaintext")
 	}
-	if c.Workload != "airline" || c.ID != orig.ID {
+	if len(c.Second.Response) != len(orig.Second.Response)+seal.Overhead {
+		t.Errorf("sealed second response %d bytes, want %d", len(c.Second.Response), len(orig.Second.Response)+seal.Overhead)
+	}
+	if c.Workload != "airline" || c.ID != orig.ID || c.Second.Model != "small" || c.Second.Kind != store.SecondShadow {
 		t.Error("SealCall changed fields other than the payloads and key id")
+	}
+	if !bytes.Contains(orig.Second.Response, []byte("SECOND-MARKER")) {
+		t.Error("SealCall wrote through a second answer shared with another call")
 	}
 	if err := k.SealCall(&c); !errors.Is(err, seal.ErrSealed) {
 		t.Errorf("sealing a sealed call = %v, want ErrSealed", err)
@@ -242,7 +251,8 @@ func TestSealCallOpenCallRoundTrip(t *testing.T) {
 	if err := k.OpenCall(&c); err != nil {
 		t.Fatal(err)
 	}
-	if c.KeyID != "" || !bytes.Equal(c.Request, orig.Request) || !bytes.Equal(c.Response, orig.Response) {
+	if c.KeyID != "" || !bytes.Equal(c.Request, orig.Request) || !bytes.Equal(c.Response, orig.Response) ||
+		!bytes.Equal(c.Second.Response, orig.Second.Response) {
 		t.Errorf("OpenCall gave %+v, want the original", c)
 	}
 	// Opening a plaintext call changes nothing.
@@ -253,20 +263,26 @@ func TestSealCallOpenCallRoundTrip(t *testing.T) {
 
 func TestSealCallKeepsEmptyPayloadsEmpty(t *testing.T) {
 	k := twoKeys(t, "k1")
-	c := store.Call{ID: "x", Request: []byte(`{}`)}
+	c := store.Call{ID: "x", Request: []byte(`{}`), Second: &store.SecondAnswer{Kind: store.SecondShadow, Error: "timeout"}}
 	if err := k.SealCall(&c); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Response) != 0 || len(c.Request) != 2+seal.Overhead {
-		t.Errorf("sealed request %d bytes, response %d; want %d and 0", len(c.Request), len(c.Response), 2+seal.Overhead)
+	if len(c.Response) != 0 || len(c.Second.Response) != 0 || len(c.Request) != 2+seal.Overhead {
+		t.Errorf("sealed request %d bytes, response %d, second response %d; want %d, 0 and 0",
+			len(c.Request), len(c.Response), len(c.Second.Response), 2+seal.Overhead)
 	}
-	if err := k.OpenCall(&c); err != nil || string(c.Request) != `{}` || len(c.Response) != 0 {
-		t.Errorf("OpenCall = %v, request %q, response %q", err, c.Request, c.Response)
+	if err := k.OpenCall(&c); err != nil || string(c.Request) != `{}` || len(c.Response) != 0 || len(c.Second.Response) != 0 {
+		t.Errorf("OpenCall = %v, request %q, response %q, second response %q", err, c.Request, c.Response, c.Second.Response)
+	}
+	// A call without a second answer gets none.
+	bare := store.Call{ID: "y", Request: []byte(`{}`)}
+	if err := k.SealCall(&bare); err != nil || bare.Second != nil {
+		t.Errorf("SealCall = %v, second %+v; want none", err, bare.Second)
 	}
 }
 
 // A sealed payload is bound to its call and its field: copying ciphertext between
-// records, or swapping a call's request and response, makes the call fail to open.
+// records, or swapping two of a call's payloads, makes the call fail to open.
 func TestSealedPayloadsCannotBeSwapped(t *testing.T) {
 	k := twoKeys(t, "k1")
 	a, b := sampleCall("01JAAA"), sampleCall("01JBBB")
@@ -283,17 +299,29 @@ func TestSealedPayloadsCannotBeSwapped(t *testing.T) {
 	otherResponse.Response = b.Response
 	renamed := a
 	renamed.ID = b.ID
+	withSecond := func(c store.Call, body []byte) store.Call {
+		sec := *c.Second
+		sec.Response = body
+		c.Second = &sec
+		return c
+	}
+	responses := withSecond(a, a.Response)
+	responses.Response = a.Second.Response
 	for name, c := range map[string]store.Call{
-		"request and response swapped": swappedFields,
-		"request of another call":      otherRequest,
-		"response of another call":     otherResponse,
-		"call id changed":              renamed,
+		"request and response swapped":         swappedFields,
+		"request of another call":              otherRequest,
+		"response of another call":             otherResponse,
+		"call id changed":                      renamed,
+		"response and second response swapped": responses,
+		"second response of another call":      withSecond(a, b.Second.Response),
+		"request as second response":           withSecond(a, a.Request),
 	} {
 		before := c
 		if err := k.OpenCall(&c); !errors.Is(err, seal.ErrDecrypt) {
 			t.Errorf("%s: OpenCall = %v, want ErrDecrypt", name, err)
 		}
-		if !bytes.Equal(c.Request, before.Request) || !bytes.Equal(c.Response, before.Response) || c.KeyID != before.KeyID {
+		if !bytes.Equal(c.Request, before.Request) || !bytes.Equal(c.Response, before.Response) ||
+			!bytes.Equal(c.Second.Response, before.Second.Response) || c.KeyID != before.KeyID {
 			t.Errorf("%s: a failed OpenCall changed the call", name)
 		}
 	}

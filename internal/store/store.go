@@ -27,9 +27,11 @@ const (
 // recorded. Request and Response are JSON: the request as the client sent it, and the
 // response as one chat.completion (a stream is reassembled) or an OpenAI error body;
 // redacted when redaction is on, and sealed (binary, see package seal) when KeyID is set.
+// A second answer's body (Second.Response) is a payload too, redacted and sealed with
+// them.
 //
 // Stores keep times and durations to the microsecond (PostgreSQL's resolution) and
-// return times in UTC; an empty Request or Response comes back as nil.
+// return times in UTC; an empty Request, Response or Second.Response comes back as nil.
 type Call struct {
 	ID         string    // time-ordered (ULID), unique
 	StartedAt  time.Time // when the gateway received the request
@@ -61,13 +63,14 @@ type Call struct {
 	// Simulated is true when the answer was invented by downshift's simulator.
 	Simulated bool
 
-	// Redactions counts what redaction replaced in Request and Response, by placeholder
+	// Redactions counts what redaction replaced in Request, Response and
+	// Second.Response, by placeholder
 	// type ("EMAIL": 2); never the values. Nil when nothing was replaced (or redaction
 	// was off); stores return an empty map as nil.
 	Redactions map[string]int
 
-	// KeyID is the id of the encryption key that sealed Request and Response (see
-	// package seal); empty means they are plaintext JSON. Stores keep the payloads as
+	// KeyID is the id of the encryption key that sealed Request, Response and
+	// Second.Response (see package seal); empty means they are plaintext JSON. Stores keep the payloads as
 	// the bytes given, so a sealed payload comes back sealed.
 	KeyID string
 
@@ -122,8 +125,8 @@ const (
 	SecondRejected = "rejected"
 )
 
-// SecondAnswer is the answer of the model that did not answer the client. Its payload
-// is not kept: only what it cost and how it compared.
+// SecondAnswer is the answer of the model that did not answer the client: what it
+// cost, how it compared, and, for a shadow or a verification that came, its body.
 type SecondAnswer struct {
 	Kind   string // one of the Second* constants
 	Model  string // the configured model that gave it
@@ -141,6 +144,19 @@ type SecondAnswer struct {
 	Compared  bool
 	Agreement float64
 	Pass      bool
+	// Response is the answer's body as received, one chat.completion, when a shadow or
+	// verification answer came; nil for an error, a skip, or a refused candidate's
+	// answer. It is a payload like Call.Request: redacted and sealed with the call's,
+	// and loaded only with them (Filter.WithPayloads, GetCall).
+	Response []byte
+}
+
+// SecondResponse returns the second answer's body, or nil when the call has none.
+func (c *Call) SecondResponse() []byte {
+	if c.Second == nil {
+		return nil
+	}
+	return c.Second.Response
 }
 
 // SavingsUSD is what the call saved against the reference answering it alone: the
@@ -181,7 +197,8 @@ type Filter struct {
 	Limit int
 	// Ascending orders by ID ascending (oldest first); the default is newest first.
 	Ascending bool
-	// WithPayloads loads Request and Response; listings usually leave them out.
+	// WithPayloads loads Request, Response and Second.Response; listings usually leave
+	// them out.
 	WithPayloads bool
 	// SealedUnder matches calls sealed under this key id (KeyID == SealedUnder).
 	SealedUnder string
@@ -192,13 +209,16 @@ type Filter struct {
 }
 
 // PayloadUpdate replaces the payloads of one stored call and the id of the key that
-// sealed them (empty for plaintext). Request and Response are stored as given, whole:
-// a nil one becomes empty.
+// sealed them (empty for plaintext). Request, Response and SecondResponse are stored
+// as given, whole: a nil one becomes empty.
 type PayloadUpdate struct {
 	ID       string
 	KeyID    string
 	Request  []byte
 	Response []byte
+	// SecondResponse replaces Second.Response (see Call.SecondResponse); a call
+	// without a second answer has none to replace, and it stays nil.
+	SecondResponse []byte
 }
 
 // Status filters for Filter.Status.

@@ -137,9 +137,16 @@ const callColumns = `id, started_at, finished_at, client_id, workload, fingerpri
 	second_cost_usd, second_simulated, agreement, agreement_pass, reference_cost_usd,
 	reference_cost_estimated`
 
-// insertCall has one placeholder per column of callColumns, and two for the payloads.
-var insertCall = `INSERT INTO calls (` + callColumns + `, request, response)
-	VALUES (` + strings.Repeat("?, ", strings.Count(callColumns, ",")+2) + `?)`
+// payloadColumns are the payloads, read only when asked for; listings read
+// noPayloads in their place.
+const (
+	payloadColumns = `request, response, second_response`
+	noPayloads     = `x'', x'', NULL`
+)
+
+// insertCall has one placeholder per column of callColumns and payloadColumns.
+var insertCall = `INSERT INTO calls (` + callColumns + `, ` + payloadColumns + `)
+	VALUES (` + strings.Repeat("?, ", strings.Count(callColumns+payloadColumns, ",")+1) + `?)`
 
 // importCall skips only a call whose id is taken; any other constraint still fails
 // (INSERT OR IGNORE would swallow those too).
@@ -207,7 +214,7 @@ func (db *DB) insert(ctx context.Context, op, query string, calls []store.Call) 
 			sec.Kind, sec.Model, sec.Status, sec.Error, sec.PromptTokens, sec.CompletionTokens,
 			sec.Latency.Microseconds(), sec.CostUSD, sec.Simulated, agreement, sec.Pass,
 			c.ReferenceCostUSD, c.ReferenceCostEstimated,
-			blob(c.Request), blob(c.Response))
+			blob(c.Request), blob(c.Response), nullBlob(sec.Response))
 		if err != nil {
 			if isConstraint(err) {
 				return 0, fmt.Errorf("sqlite: %s: call %s: %w", op, c.ID, err)
@@ -237,6 +244,14 @@ func (db *DB) insert(ctx context.Context, op, query string, calls []store.Call) 
 func blob(b []byte) []byte {
 	if b == nil {
 		return []byte{}
+	}
+	return b
+}
+
+// nullBlob is a nullable payload column: NULL when there is no payload.
+func nullBlob(b []byte) any {
+	if len(b) == 0 {
+		return nil
 	}
 	return b
 }
@@ -279,14 +294,16 @@ func (db *DB) UpdatePayloads(ctx context.Context, updates []store.PayloadUpdate)
 			tx.Rollback()
 		}
 	}()
-	stmt, err := tx.PrepareContext(ctx, `UPDATE calls SET key_id = ?, request = ?, response = ? WHERE id = ?`)
+	// A call without a second answer keeps none: second_kind is what says there is one.
+	stmt, err := tx.PrepareContext(ctx, `UPDATE calls SET key_id = ?, request = ?, response = ?,
+		second_response = CASE WHEN second_kind = '' THEN NULL ELSE ? END WHERE id = ?`)
 	if err != nil {
 		return fmt.Errorf("sqlite: update payloads: %w", err)
 	}
 	defer stmt.Close()
 	for i := range updates {
 		u := &updates[i]
-		res, err := stmt.ExecContext(ctx, u.KeyID, blob(u.Request), blob(u.Response), u.ID)
+		res, err := stmt.ExecContext(ctx, u.KeyID, blob(u.Request), blob(u.Response), nullBlob(u.SecondResponse), u.ID)
 		if err != nil {
 			return fmt.Errorf("sqlite: update payloads of %s: %w", u.ID, err)
 		}
@@ -313,7 +330,7 @@ func (db *DB) UpdatePayloads(ctx context.Context, updates []store.PayloadUpdate)
 // GetCall returns one call with its payloads, or store.ErrNotFound.
 func (db *DB) GetCall(ctx context.Context, id string) (store.Call, error) {
 	row := db.read.QueryRowContext(ctx,
-		`SELECT `+callColumns+`, request, response FROM calls WHERE id = ?`, id)
+		`SELECT `+callColumns+`, `+payloadColumns+` FROM calls WHERE id = ?`, id)
 	c, err := scanCall(row.Scan, true)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Call{}, fmt.Errorf("sqlite: call %s: %w", id, store.ErrNotFound)
@@ -333,9 +350,9 @@ func (db *DB) ListCalls(ctx context.Context, f store.Filter) ([]store.Call, erro
 	if err != nil {
 		return nil, err
 	}
-	cols := callColumns + `, x'', x''`
+	cols := callColumns + `, ` + noPayloads
 	if f.WithPayloads {
-		cols = callColumns + `, request, response`
+		cols = callColumns + `, ` + payloadColumns
 	}
 	order := "DESC"
 	if f.Ascending {
@@ -439,6 +456,7 @@ func scanCall(scan func(dest ...any) error, withPayloads bool) (store.Call, erro
 		sec                              store.SecondAnswer
 		secLatency                       int64
 		agreement                        sql.NullFloat64
+		secResponse                      []byte
 	)
 	err := scan(&c.ID, &started, &finished, &c.ClientID, &c.Workload, &c.Fingerprint,
 		&c.RequestedModel, &c.ServedModel, &c.Backend, &route, &c.Stream, &c.Status,
@@ -449,13 +467,16 @@ func scanCall(scan func(dest ...any) error, withPayloads bool) (store.Call, erro
 		&sec.Kind, &sec.Model, &sec.Status, &sec.Error, &sec.PromptTokens, &sec.CompletionTokens,
 		&secLatency, &sec.CostUSD, &sec.Simulated, &agreement, &sec.Pass,
 		&c.ReferenceCostUSD, &c.ReferenceCostEstimated,
-		&c.Request, &c.Response)
+		&c.Request, &c.Response, &secResponse)
 	if err != nil {
 		return store.Call{}, err
 	}
 	if sec.Kind != "" {
 		sec.Latency = time.Duration(secLatency) * time.Microsecond
 		sec.Compared, sec.Agreement = agreement.Valid, agreement.Float64
+		if len(secResponse) > 0 && withPayloads {
+			sec.Response = secResponse
+		}
 		c.Second = &sec
 	}
 	if redactions.Valid && redactions.String != "" {

@@ -99,13 +99,15 @@ func TestUpdatedPayloadsLeaveNoOldBytesOnDisk(t *testing.T) {
 	var calls []store.Call
 	var updates []store.PayloadUpdate
 	for i := range 40 {
-		c := store.Call{ID: fmt.Sprintf("01J%023d", i), Status: 200, Request: big, Response: small}
+		c := store.Call{ID: fmt.Sprintf("01J%023d", i), Status: 200, Request: big, Response: small,
+			Second: &store.SecondAnswer{Kind: store.SecondShadow, Model: "small", Status: 200, Response: small}}
 		calls = append(calls, c)
 		sealed := make([]byte, len(big)+28)
 		for j := range sealed {
 			sealed[j] = byte(i + j)
 		}
-		updates = append(updates, store.PayloadUpdate{ID: c.ID, KeyID: "k2", Request: sealed, Response: sealed[:len(small)+28]})
+		updates = append(updates, store.PayloadUpdate{ID: c.ID, KeyID: "k2", Request: sealed,
+			Response: sealed[:len(small)+28], SecondResponse: sealed[1 : len(small)+29]})
 	}
 	// Two batches: the first lands in the database file by a checkpoint, the second
 	// stays in the log, so both places are checked.

@@ -95,7 +95,8 @@ func fullCall(i int) store.Call {
 		Second: &store.SecondAnswer{Kind: store.SecondVerify, Model: "gpt-4o", Status: 200,
 			Error: "not an error, but kept", PromptTokens: 1201, CompletionTokens: 40,
 			Latency: 2345678 * time.Nanosecond, CostUSD: 0.0042, Simulated: true,
-			Compared: true, Agreement: 0.625, Pass: true},
+			Compared: true, Agreement: 0.625, Pass: true,
+			Response: []byte(`{"object":"chat.completion","choices":[{"message":{"role":"assistant","content":"second — 二"}}]}`)},
 		ReferenceCostUSD:       0.0042,
 		ReferenceCostEstimated: true,
 		Request:                []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"héllo 👋"}]}`),
@@ -112,6 +113,9 @@ func stored(c store.Call) store.Call {
 	if c.Second != nil {
 		sec := *c.Second
 		sec.Latency = sec.Latency.Truncate(time.Microsecond)
+		if len(sec.Response) == 0 {
+			sec.Response = nil
+		}
 		c.Second = &sec
 	}
 	if len(c.Request) == 0 {
@@ -143,9 +147,21 @@ func diff(got, want store.Call) string {
 		d = append(d, fmt.Sprintf("Response %d bytes (nil %t), want %d (nil %t)",
 			len(got.Response), got.Response == nil, len(want.Response), want.Response == nil))
 	}
+	if gs, ws := got.SecondResponse(), want.SecondResponse(); !bytes.Equal(gs, ws) || (gs == nil) != (ws == nil) {
+		d = append(d, fmt.Sprintf("Second.Response %d bytes (nil %t), want %d (nil %t)",
+			len(gs), gs == nil, len(ws), ws == nil))
+	}
 	g, w := got, want
 	g.StartedAt, g.FinishedAt, g.Request, g.Response = time.Time{}, time.Time{}, nil, nil
 	w.StartedAt, w.FinishedAt, w.Request, w.Response = time.Time{}, time.Time{}, nil, nil
+	// Compared above; the pointers are copied so that got and want are left as they are.
+	for _, c := range []*store.Call{&g, &w} {
+		if c.Second != nil {
+			sec := *c.Second
+			sec.Response = nil
+			c.Second = &sec
+		}
+	}
 	if !reflect.DeepEqual(g, w) {
 		d = append(d, fmt.Sprintf("fields\n got %+v\nwant %+v", g, w))
 	}
@@ -193,17 +209,24 @@ func testRoundTrip(t *testing.T, s store.Store) {
 	uncompared.Second = &store.SecondAnswer{Kind: store.SecondShadow, Model: "llama-3.1-8b", Error: "timeout"}
 	compared0 := fullCall(10)
 	compared0.Second = &store.SecondAnswer{Kind: store.SecondShadow, Model: "llama-3.1-8b", Status: 200, Compared: true}
+	// An empty second answer's body comes back as nil, like the other payloads.
+	emptySecond := fullCall(11)
+	emptySecond.Second.Response = []byte{}
 	// Sealed payloads are random-looking bytes, NULs and invalid UTF-8 included, and
 	// must come back exactly.
 	sealed := fullCall(8)
 	sealed.Request, sealed.Response = randomBytes(t, 20<<10), randomBytes(t, 1<<10)
 	sealed.Request[0], sealed.Response[len(sealed.Response)-1] = 0, 0
+	sealed.Second.Response = randomBytes(t, 3<<10)
+	sealed.Second.Response[0] = 0
+	bigPayloads.Second.Response = big[:len(big)-3]
 
 	cases := map[string]store.Call{
 		"full": full, "zero": zero, "empty payloads": emptyPayloads, "big payloads": bigPayloads,
 		"local time zone": inZone, "binary payload": binary, "ok call": okCall,
 		"empty redactions, plaintext": noRedactions, "sealed payloads": sealed,
 		"second answer not compared": uncompared, "second answer compared, agreement 0": compared0,
+		"second answer with an empty body": emptySecond,
 	}
 	var all []store.Call
 	for _, c := range cases {
@@ -249,8 +272,10 @@ func testListPayloads(t *testing.T, s store.Store) {
 	if err != nil || len(got) != 1 {
 		t.Fatalf("ListCalls = %d calls, %v; want 1", len(got), err)
 	}
-	want := stored(c)
-	want.Request, want.Response = nil, nil
+	want := withoutPayloads(stored(c))
+	if want.Second == nil || want.Second.Kind == "" {
+		t.Fatal("the call has no second answer; the test proves nothing")
+	}
 	if d := diff(got[0], want); d != "" {
 		t.Errorf("ListCalls without payloads: %s", d)
 	}
@@ -262,6 +287,18 @@ func testListPayloads(t *testing.T, s store.Store) {
 	if d := diff(got[0], stored(c)); d != "" {
 		t.Errorf("ListCalls with payloads: %s", d)
 	}
+}
+
+// withoutPayloads is c as a listing without payloads returns it: its second answer's
+// metadata, but no body.
+func withoutPayloads(c store.Call) store.Call {
+	c.Request, c.Response = nil, nil
+	if c.Second != nil {
+		sec := *c.Second
+		sec.Response = nil
+		c.Second = &sec
+	}
+	return c
 }
 
 func testNotFound(t *testing.T, s store.Store) {
@@ -577,26 +614,31 @@ func testCheck(t *testing.T, s store.Store) {
 
 func testUpdatePayloads(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	a, b, untouched := fullCall(0), fullCall(1), fullCall(2)
+	a, b, untouched, noSecond := fullCall(0), fullCall(1), fullCall(2), fullCall(3)
 	b.KeyID = ""
-	insert(t, s, a, b, untouched)
+	noSecond.Second = nil
+	insert(t, s, a, b, untouched, noSecond)
 
 	sealed := randomBytes(t, 4096)
 	updates := []store.PayloadUpdate{
-		// plaintext -> sealed under k2, with a payload of a different size
-		{ID: b.ID, KeyID: "k2", Request: sealed, Response: sealed[:100]},
-		// sealed -> plaintext, one payload emptied
-		{ID: a.ID, KeyID: "", Request: []byte(`{"opened":true}`), Response: nil},
+		// plaintext -> sealed under k2, with payloads of a different size
+		{ID: b.ID, KeyID: "k2", Request: sealed, Response: sealed[:100], SecondResponse: sealed[100:300]},
+		// sealed -> plaintext, two payloads emptied
+		{ID: a.ID, KeyID: "", Request: []byte(`{"opened":true}`), Response: nil, SecondResponse: nil},
+		// a second body for a call without a second answer is not kept
+		{ID: noSecond.ID, KeyID: "k2", Request: sealed[:50], Response: sealed[:60], SecondResponse: sealed[:70]},
 	}
 	if err := s.UpdatePayloads(ctx, updates); err != nil {
 		t.Fatalf("UpdatePayloads: %v", err)
 	}
 
 	wantB := stored(b)
-	wantB.KeyID, wantB.Request, wantB.Response = "k2", sealed, sealed[:100]
+	wantB.KeyID, wantB.Request, wantB.Response, wantB.Second.Response = "k2", sealed, sealed[:100], sealed[100:300]
 	wantA := stored(a)
-	wantA.KeyID, wantA.Request, wantA.Response = "", []byte(`{"opened":true}`), nil
-	for _, want := range []store.Call{wantA, wantB, stored(untouched)} {
+	wantA.KeyID, wantA.Request, wantA.Response, wantA.Second.Response = "", []byte(`{"opened":true}`), nil, nil
+	wantNoSecond := stored(noSecond)
+	wantNoSecond.KeyID, wantNoSecond.Request, wantNoSecond.Response = "k2", sealed[:50], sealed[:60]
+	for _, want := range []store.Call{wantA, wantB, stored(untouched), wantNoSecond} {
 		got, err := s.GetCall(ctx, want.ID)
 		if err != nil {
 			t.Fatalf("GetCall: %v", err)
@@ -606,8 +648,8 @@ func testUpdatePayloads(t *testing.T, s store.Store) {
 		}
 	}
 	// Filters see the new key ids.
-	if n, err := s.CountCalls(ctx, store.Filter{NotSealedUnder: "k1"}); err != nil || n != 2 {
-		t.Errorf("CountCalls(NotSealedUnder k1) = %d, %v; want 2 (a now plaintext, b under k2)", n, err)
+	if n, err := s.CountCalls(ctx, store.Filter{NotSealedUnder: "k1"}); err != nil || n != 3 {
+		t.Errorf("CountCalls(NotSealedUnder k1) = %d, %v; want 3 (a now plaintext, b and noSecond under k2)", n, err)
 	}
 }
 
