@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/downshift-dev/downshift/internal/config"
+	"github.com/downshift-dev/downshift/internal/seal"
 	"github.com/downshift-dev/downshift/internal/store"
 	"github.com/downshift-dev/downshift/internal/store/sqlite"
 )
@@ -389,5 +392,76 @@ func TestCallsFollowCommandTable(t *testing.T) {
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID") ||
 		!strings.HasPrefix(lines[1], "01JX0000000000000000000002") || !strings.HasPrefix(lines[2], "01JX0000000000000000000003") {
 		t.Errorf("calls follow --limit 2 printed:\n%s\nwant a header and the two newest calls, oldest first", out.String())
+	}
+}
+
+// A call's second answer is shown with it: its metadata, and its body opened with the
+// call's key and embedded as JSON.
+func TestCallsShowIncludesTheSecondAnswer(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "k1.key")
+	key, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "calls.db")
+	cfg := filepath.Join(dir, "downshift.yaml")
+	yaml := fmt.Sprintf("store: {driver: sqlite, dsn: %q}\nprivacy:\n  encryption:\n    active: k1\n    keys:\n      - {id: k1, file: %q}\n", db, keyFile)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := seal.NewKeyring(config.Encryption{Active: "k1", Keys: []config.EncryptionKey{{ID: "k1", File: keyFile}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const candidateSaid = "Paris, says the candidate"
+	c := testCalls()[0]
+	c.Mode, c.Candidate = store.ModeShadow, "small"
+	c.Second = &store.SecondAnswer{Kind: store.SecondShadow, Model: "small", Status: 200, Compared: true, Agreement: 0.4,
+		Response: []byte(`{"object":"chat.completion","choices":[{"message":{"role":"assistant","content":"` + candidateSaid + `"}}]}`)}
+	if err := kr.SealCall(&c); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.InsertCalls(context.Background(), []store.Call{c}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	viewer := createKey(t, db, store.Key{Kind: store.KeyAdmin, Role: store.RoleViewer, Name: "analyst"})
+
+	out, _ := run(t, 0, "calls", "show", "-c", cfg, "--key", viewer, c.ID)
+	var v struct {
+		Response map[string]any
+		Second   struct {
+			Kind      string
+			Model     string
+			Agreement float64
+			Response  struct {
+				Choices []struct{ Message struct{ Content string } }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("show output is not JSON: %v\n%s", err, out)
+	}
+	s := v.Second
+	if s.Kind != store.SecondShadow || s.Model != "small" || s.Agreement != 0.4 ||
+		len(s.Response.Choices) != 1 || s.Response.Choices[0].Message.Content != candidateSaid {
+		t.Errorf("second answer not shown, opened, as JSON: %+v\n%s", s, out)
+	}
+	if v.Response["choices"] == nil {
+		t.Errorf("the call's own response is missing:\n%s", out)
+	}
+
+	// Listing shows the second answer's metadata, never its body.
+	out, _ = run(t, 0, "calls", "list", "--json", "--db", db)
+	if !strings.Contains(out, `"kind":"shadow"`) || strings.Contains(out, candidateSaid) || strings.Contains(out, `"response"`) {
+		t.Errorf("list --json: want the second answer's metadata without its body:\n%s", out)
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/downshift-dev/downshift/internal/config"
 	"github.com/downshift-dev/downshift/internal/dataset"
+	"github.com/downshift-dev/downshift/internal/openai"
 	"github.com/downshift-dev/downshift/internal/sim"
 	"github.com/downshift-dev/downshift/internal/store"
 )
@@ -115,7 +117,7 @@ func TestServeShiftsWorkloadsAndShutdownLosesNoRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	stored, err := st.ListCalls(ctx, store.Filter{Limit: 1 << 20})
+	stored, err := st.ListCalls(ctx, store.Filter{Limit: 1 << 20, WithPayloads: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +129,7 @@ func TestServeShiftsWorkloadsAndShutdownLosesNoRecord(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	byRoute := map[store.Route]int{}
+	secondBodies := map[string]int{} // by kind
 	for _, c := range stored {
 		if seen[c.ID] {
 			t.Fatalf("call %s stored twice", c.ID)
@@ -156,6 +159,22 @@ func TestServeShiftsWorkloadsAndShutdownLosesNoRecord(t *testing.T) {
 		if c.WorkloadID != c.Workload {
 			t.Errorf("call tagged %q has workload id %q", c.Workload, c.WorkloadID)
 		}
+		// A shadow or verification answer that came is recorded, redacted, as the
+		// chat.completion it was; one that did not come (canceled at shutdown) has none.
+		if s := c.Second; s != nil && s.Kind != store.SecondRejected {
+			var cc openai.ChatCompletion
+			switch {
+			case s.Compared && (json.Unmarshal(s.Response, &cc) != nil || cc.Object != "chat.completion" || len(cc.Choices) == 0):
+				t.Errorf("call %s: compared %s answer without its body: %q", c.ID, s.Kind, s.Response)
+			case s.Status == 0 && s.Response != nil:
+				t.Errorf("call %s: %s answer that never came (%s) has a body", c.ID, s.Kind, s.Error)
+			case s.Compared:
+				secondBodies[s.Kind]++
+			}
+		}
+	}
+	if secondBodies[store.SecondShadow] == 0 || secondBodies[store.SecondVerify] == 0 {
+		t.Errorf("second answers' bodies recorded by kind: %v; want shadows and verifications", secondBodies)
 	}
 	if byRoute[store.RouteCandidate] == 0 || byRoute[store.RouteEscalated] == 0 {
 		t.Errorf("routes %v: want both candidate-answered and escalated calls", byRoute)

@@ -43,13 +43,46 @@ type CallView struct {
 	Simulated        bool            `json:"simulated"`
 	Redactions       map[string]int  `json:"redactions,omitempty"`
 	KeyID            string          `json:"key_id,omitempty"`
+	Second           *SecondView     `json:"second,omitempty"`
 	Request          json.RawMessage `json:"request,omitempty"`
 	Response         json.RawMessage `json:"response,omitempty"`
+}
+
+// SecondView is a call's second answer (see store.SecondAnswer) as the API shows it:
+// the model that did not answer the client, how it compared, and its answer embedded
+// as JSON when the view has payloads.
+type SecondView struct {
+	Kind             string  `json:"kind"`
+	Model            string  `json:"model"`
+	Status           int     `json:"status"`
+	Error            string  `json:"error,omitempty"`
+	PromptTokens     int     `json:"prompt_tokens"`
+	CompletionTokens int     `json:"completion_tokens"`
+	LatencyMS        float64 `json:"latency_ms"`
+	CostUSD          float64 `json:"cost_usd"`
+	Simulated        bool    `json:"simulated"`
+	Compared         bool    `json:"compared"`
+	// Agreement and Pass are compare's score of the candidate's answer against the
+	// reference's; absent when nothing was compared.
+	Agreement *float64        `json:"agreement,omitempty"`
+	Pass      *bool           `json:"pass,omitempty"`
+	Response  json.RawMessage `json:"response,omitempty"`
 }
 
 // NewCallView returns the view of c; payloads are shown as stored (open sealed ones
 // first).
 func NewCallView(c *store.Call) CallView {
+	var second *SecondView
+	if s := c.Second; s != nil {
+		second = &SecondView{Kind: s.Kind, Model: s.Model, Status: s.Status, Error: s.Error,
+			PromptTokens: s.PromptTokens, CompletionTokens: s.CompletionTokens,
+			LatencyMS: ms(s.Latency), CostUSD: s.CostUSD, Simulated: s.Simulated,
+			Compared: s.Compared, Response: payload(s.Response)}
+		if s.Compared {
+			agreement, pass := s.Agreement, s.Pass
+			second.Agreement, second.Pass = &agreement, &pass
+		}
+	}
 	return CallView{
 		ID: c.ID, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt,
 		ClientID: c.ClientID, Workload: c.Workload, WorkloadID: c.WorkloadID, Source: c.Source,
@@ -60,7 +93,7 @@ func NewCallView(c *store.Call) CallView {
 		PromptTokens: c.PromptTokens, CompletionTokens: c.CompletionTokens,
 		CachedTokens: c.CachedTokens, TokensEstimated: c.TokensEstimated,
 		LatencyMS: ms(c.Latency), TTFTMS: ms(c.TTFT), CostUSD: c.CostUSD, Simulated: c.Simulated,
-		Redactions: c.Redactions, KeyID: c.KeyID,
+		Redactions: c.Redactions, KeyID: c.KeyID, Second: second,
 		Request: payload(c.Request), Response: payload(c.Response),
 	}
 }
@@ -139,8 +172,14 @@ func (a *API) listCalls(w http.ResponseWriter, r *http.Request, _ *auth.Principa
 		Total int        `json:"total"`
 	}{Calls: make([]CallView, 0, len(calls)), Total: total}
 	for i := range calls {
-		calls[i].Request, calls[i].Response = nil, nil
-		out.Calls = append(out.Calls, NewCallView(&calls[i]))
+		c := &calls[i]
+		c.Request, c.Response = nil, nil
+		if c.Second != nil {
+			sec := *c.Second
+			sec.Response = nil
+			c.Second = &sec
+		}
+		out.Calls = append(out.Calls, NewCallView(c))
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

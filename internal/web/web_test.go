@@ -29,13 +29,20 @@ var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 // secretPayload is in every recorded request, so tests can tell where payloads went.
 const secretPayload = "patient Jane Roe, DOB 1970-01-01"
 
+// secondPayload is the text of a second answer: shown with the call, never listed.
+const secondPayload = "the candidate's own words"
+
 func testCalls() []store.Call {
 	return []store.Call{
 		{ID: "01JX0000000000000000000001", StartedAt: t0, FinishedAt: t0.Add(time.Second), ClientID: "billing",
 			Workload: "route", RequestedModel: "gpt-4o", ServedModel: "gpt-4o", Status: 200,
 			Latency: 1500 * time.Millisecond, Route: store.RouteReference,
 			Request:  []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"` + secretPayload + `"}]}`),
-			Response: []byte(`{"choices":[{"message":{"role":"assistant","content":"ok"}}]}`)},
+			Response: []byte(`{"choices":[{"message":{"role":"assistant","content":"ok"}}]}`),
+			Mode:     store.ModeShadow, PolicyVersion: 3, Candidate: "small",
+			Second: &store.SecondAnswer{Kind: store.SecondShadow, Model: "small", Status: 200, PromptTokens: 12,
+				CompletionTokens: 4, Latency: 250 * time.Millisecond, CostUSD: 0.0001, Compared: true, Agreement: 0.4,
+				Response: []byte(`{"choices":[{"message":{"role":"assistant","content":"` + secondPayload + `"}}]}`)}},
 		{ID: "01JX0000000000000000000002", StartedAt: t0.Add(time.Minute), FinishedAt: t0.Add(time.Minute),
 			RequestedModel: "claude", Status: 502, ErrorType: "upstream_error",
 			Request: []byte(`{"model":"claude","messages":[{"role":"user","content":"` + secretPayload + `"}]}`)},
@@ -290,8 +297,11 @@ func TestListCallsShowsMetadataOnly(t *testing.T) {
 	if len(got.Calls) != 2 || got.Total != 2 || got.Calls[0]["id"] != "01JX0000000000000000000002" {
 		t.Fatalf("listing %s: want both calls, newest first", r.body)
 	}
-	if bytes.Contains(r.body, []byte(secretPayload)) || got.Calls[0]["request"] != nil {
+	if bytes.Contains(r.body, []byte(secretPayload)) || bytes.Contains(r.body, []byte(secondPayload)) || got.Calls[0]["request"] != nil {
 		t.Errorf("listing shows payloads: %s", r.body)
+	}
+	if sec, _ := got.Calls[1]["second"].(map[string]any); sec["kind"] != store.SecondShadow || sec["agreement"] != 0.4 {
+		t.Errorf("listing: the second answer's metadata is missing: %v", got.Calls[1]["second"])
 	}
 	if got.Calls[1]["latency_ms"] != 1500.0 || got.Calls[1]["client_id"] != "billing" {
 		t.Errorf("call fields: %v", got.Calls[1])
@@ -367,12 +377,28 @@ func TestPayloadReadIsAudited(t *testing.T) {
 		ID       string          `json:"id"`
 		Request  json.RawMessage `json:"request"`
 		Response json.RawMessage `json:"response"`
+		Second   struct {
+			Kind      string          `json:"kind"`
+			Model     string          `json:"model"`
+			Agreement *float64        `json:"agreement"`
+			Pass      *bool           `json:"pass"`
+			LatencyMS float64         `json:"latency_ms"`
+			Response  json.RawMessage `json:"response"`
+		} `json:"second"`
 	}
 	if err := json.Unmarshal(r.body, &got); err != nil {
 		t.Fatal(err)
 	}
 	if got.ID != id || !bytes.Contains(got.Request, []byte(secretPayload)) || !bytes.HasPrefix(got.Response, []byte(`{"choices"`)) {
 		t.Errorf("call %s: want its request and response embedded as JSON", r.body)
+	}
+	sec := got.Second
+	if want := `{"choices":[{"message":{"role":"assistant","content":"` + secondPayload + `"}}]}`; string(sec.Response) != want {
+		t.Errorf("second answer's response %s, want it embedded as JSON: %s", sec.Response, want)
+	}
+	if sec.Kind != store.SecondShadow || sec.Model != "small" || sec.Agreement == nil || *sec.Agreement != 0.4 ||
+		sec.Pass == nil || *sec.Pass || sec.LatencyMS != 250 {
+		t.Errorf("second answer %+v", sec)
 	}
 	es := e.audit(store.AuditFilter{})
 	if len(es) != 1 {
