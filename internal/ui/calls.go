@@ -14,9 +14,44 @@ type callView struct {
 	Call     store.Call
 	Request  string // the redacted request, indented JSON (or as stored when not JSON)
 	Response string
+	// Answers is set when the call has a second answer with a body: the two answers,
+	// shown side by side in place of Response alone.
+	Answers *answers
 }
 
-// call answers GET /ui/calls/{id}: one call with its redacted request and response.
+// answers are a call's two answers to the same request: the one the client got and the
+// second one (a shadow's or a verification's), each with the model that gave it and
+// the part that model plays in the policy.
+type answers struct {
+	ClientModel, ClientRole string
+	SecondTitle             string // what the second answer was for
+	SecondModel, SecondRole string
+	Second                  *store.SecondAnswer
+	SecondResponse          string // indented, as Response
+}
+
+// newAnswers returns the answers of c, or nil when it has no second answer's body.
+func newAnswers(c *store.Call) *answers {
+	s := c.Second
+	if s == nil || len(s.Response) == 0 {
+		return nil
+	}
+	a := &answers{ClientModel: c.ServedModel, SecondModel: s.Model, Second: s, SecondResponse: indent(s.Response)}
+	switch s.Kind {
+	case store.SecondShadow:
+		a.ClientRole, a.SecondRole = "reference", "candidate"
+		a.SecondTitle = "Shadow answer, not sent"
+	case store.SecondVerify:
+		a.ClientRole, a.SecondRole = "candidate", "reference"
+		a.SecondTitle = "Verification answer, asked after the client had its answer"
+	default:
+		a.SecondTitle = "Second answer (" + s.Kind + "), not sent"
+	}
+	return a
+}
+
+// call answers GET /ui/calls/{id}: one call with its redacted request and response,
+// and its second answer's beside the response when it has one.
 // The read is written to the audit trail, as the admin API writes it, before the page
 // is sent; when that fails, nothing is shown.
 func (u *UI) call(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -42,7 +77,7 @@ func (u *UI) call(w http.ResponseWriter, r *http.Request, s *session) error {
 		return &pageError{status: http.StatusInternalServerError, msg: "The audit trail could not be written, so the call is not shown.", cause: err}
 	}
 	v := callView{common: u.common(r, s, "Call "+id, "workloads"), Call: c,
-		Request: indent(c.Request), Response: indent(c.Response)}
+		Request: indent(c.Request), Response: indent(c.Response), Answers: newAnswers(&c)}
 	return u.render(w, http.StatusOK, "call", v)
 }
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -226,7 +227,7 @@ func TestListPagesShowNoPayload(t *testing.T) {
 	b := e.browser()
 	b.login("admin")
 	for _, p := range pages {
-		if body := b.ok(p.path + "?period=1h"); strings.Contains(body, "Jane Roe") || strings.Contains(body, "bold") {
+		if body := b.ok(p.path + "?period=1h"); strings.Contains(body, "Jane Roe") || strings.Contains(body, "bold") || strings.Contains(body, "Lyon") {
 			t.Errorf("%s shows a payload", p.path)
 		}
 	}
@@ -256,6 +257,99 @@ func TestCallPageShowsTheRedactedPayloadsAndIsAudited(t *testing.T) {
 	if got.Actor != e.ids["viewer"] || got.ActorName != "bob" || got.Target != id || got.Remote == "" || !got.At.Equal(t0) {
 		t.Errorf("audit entry %+v: want the viewer's key, name, the call, an address and the time", got)
 	}
+}
+
+// textOf returns the text of the first element with this data-testid, up to its first
+// child element.
+func textOf(t testing.TB, page, id string) string {
+	t.Helper()
+	re := regexp.MustCompile(`data-testid="` + regexp.QuoteMeta(id) + `"[^>]*>([^<]*)`)
+	m := re.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no data-testid=%q on the page", id)
+	}
+	return html.UnescapeString(m[1])
+}
+
+func TestCallPageShowsBothAnswersSideBySide(t *testing.T) {
+	e := newEnv(t, true)
+	verified := store.Call{ID: "01JX0000000000000000000VER", StartedAt: t0.Add(-time.Minute), RequestedModel: "gpt-4o",
+		ServedModel: "qwen2.5-7b", Route: store.RouteCandidate, Status: 200, Mode: store.ModeServe, PolicyVersion: 2, Candidate: "qwen2.5-7b",
+		Request:  []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"where?"}]}`),
+		Response: []byte(`{"choices":[{"message":{"role":"assistant","content":"Lyon, from the candidate"}}]}`),
+		Second: &store.SecondAnswer{Kind: store.SecondVerify, Model: "gpt-4o", Status: 200, Compared: true, Agreement: 0.25,
+			Response: []byte(`{"choices":[{"message":{"role":"assistant","content":"Paris & Tokyo, from the reference"}}]}`)}}
+	if err := e.db.InsertCalls(context.Background(), []store.Call{verified}); err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser()
+	b.login("viewer")
+
+	cases := []struct {
+		id                                          string
+		kind, answerModel, secondModel, agreement   string
+		verdict                                     string
+		clientText, secondText, clientRole, secRole string
+	}{
+		{id: seedCalls()[0].ID, kind: store.SecondShadow, answerModel: "gpt-4o", secondModel: "qwen2.5-7b",
+			agreement: "0.9", verdict: "<strong>pass</strong>",
+			clientText: "ok <b>bold</b>", secondText: shadowAnswer, clientRole: "(reference)", secRole: "(candidate)"},
+		{id: verified.ID, kind: store.SecondVerify, answerModel: "qwen2.5-7b", secondModel: "gpt-4o",
+			agreement: "0.25", verdict: "<strong>fail</strong>",
+			clientText: "Lyon, from the candidate", secondText: "Paris & Tokyo, from the reference", clientRole: "(candidate)", secRole: "(reference)"},
+	}
+	for _, tc := range cases {
+		page := b.ok("/ui/calls/" + tc.id)
+		if !strings.Contains(page, `data-testid="call-answers"`) {
+			t.Fatalf("call %s: no answers side by side:\n%s", tc.id, page)
+		}
+		if got := textOf(t, page, "answer-model"); got != tc.answerModel {
+			t.Errorf("call %s: the client's answer is labelled %q, want %q", tc.id, got, tc.answerModel)
+		}
+		if got := textOf(t, page, "second-model"); got != tc.secondModel {
+			t.Errorf("call %s: the second answer is labelled %q, want %q", tc.id, got, tc.secondModel)
+		}
+		if got := testid(t, page, "second-kind"); got != tc.kind {
+			t.Errorf("call %s: second answer kind %q, want %q", tc.id, got, tc.kind)
+		}
+		if got := textOf(t, page, "call-response"); !strings.Contains(got, tc.clientText) {
+			t.Errorf("call %s: the client's answer shows %q, want it to hold %q", tc.id, got, tc.clientText)
+		}
+		if got := textOf(t, page, "call-second-response"); !strings.Contains(got, tc.secondText) || strings.Contains(got, tc.clientText) {
+			t.Errorf("call %s: the second answer shows %q, want it to hold %q", tc.id, got, tc.secondText)
+		}
+		if strings.Contains(page, tc.secondText) { // each holds a '<' or an '&'
+			t.Errorf("call %s: the second answer is not escaped", tc.id)
+		}
+		agreement := regexp.MustCompile(`data-testid="second-verdict" data-agreement="([^"]*)"`).FindStringSubmatch(page)
+		if agreement == nil || agreement[1] != tc.agreement || !strings.Contains(page, tc.verdict) {
+			t.Errorf("call %s: agreement %v, want %s with %s", tc.id, agreement, tc.agreement, tc.verdict)
+		}
+		for _, role := range []string{tc.clientRole, tc.secRole} {
+			if !strings.Contains(page, role) {
+				t.Errorf("call %s: no %s label", tc.id, role)
+			}
+		}
+	}
+	// A second answer without a body (a refused candidate's) leaves the response alone.
+	page := b.ok("/ui/calls/" + seedCalls()[20].ID)
+	if strings.Contains(page, `data-testid="call-answers"`) || strings.Contains(page, `data-testid="call-second-response"`) ||
+		!strings.Contains(page, `<pre data-testid="call-response"`) {
+		t.Errorf("a call whose second answer has no body shows the answers section:\n%s", page)
+	}
+	// Every view is audited, as any call page.
+	if n := len(mustAudit(t, e)); n != 3 {
+		t.Errorf("%d read_payload entries; want 3, one per view", n)
+	}
+}
+
+func mustAudit(t *testing.T, e *env) []store.AuditEntry {
+	t.Helper()
+	entries, err := e.db.ListAudit(context.Background(), store.AuditFilter{Action: store.AuditReadPayload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries
 }
 
 // failingAudit is a store whose audit trail cannot be written.

@@ -40,6 +40,10 @@ var t0 = time.Date(2025, 6, 1, 12, 0, 30, 0, time.UTC)
 // secretPayload is in every recorded request, so tests can tell where payloads went.
 const secretPayload = "patient Jane Roe, DOB 1970-01-01"
 
+// shadowAnswer is what the candidate answered the shadowed calls: a payload, shown
+// escaped on a call's page and never on a list.
+const shadowAnswer = "maybe <i>Lyon</i>, says the candidate"
+
 // evilName is a workload tag that must never reach a page unescaped.
 const evilName = `<script>alert("x")</script>`
 
@@ -163,6 +167,7 @@ func testModels() []Model {
 func seedCalls() []store.Call {
 	req := []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"` + secretPayload + `"}]}`)
 	resp := []byte(`{"choices":[{"message":{"role":"assistant","content":"ok <b>bold</b>"}}]}`)
+	shadowResp := []byte(`{"choices":[{"message":{"role":"assistant","content":"` + shadowAnswer + `"}}]}`)
 	var calls []store.Call
 	add := func(i int, wl string, route store.Route, model string, lat time.Duration, cost, ref float64, second *store.SecondAnswer) {
 		start := t0.Add(-time.Duration(55-i) * time.Minute)
@@ -175,7 +180,8 @@ func seedCalls() []store.Call {
 	}
 	for i := range 10 {
 		add(i, "route", store.RouteReference, "gpt-4o", time.Duration(400+10*i)*time.Millisecond, 0.002, 0.002,
-			&store.SecondAnswer{Kind: store.SecondShadow, Model: "qwen2.5-7b", CostUSD: 0.0001, Compared: true, Agreement: 0.9, Pass: true})
+			&store.SecondAnswer{Kind: store.SecondShadow, Model: "qwen2.5-7b", CostUSD: 0.0001, Compared: true, Agreement: 0.9, Pass: true,
+				Response: shadowResp})
 	}
 	for i := 10; i < 20; i++ {
 		add(i, "route", store.RouteCandidate, "qwen2.5-7b", time.Duration(100+i)*time.Millisecond, 0.0002, 0.002, nil)
