@@ -305,9 +305,9 @@ func (k *Keyring) sealField(keyID, callID, field string, b []byte) ([]byte, erro
 }
 
 // OpenCall opens c's Request, Response and Second.Response in place (c.Second on a
-// copy, as SealCall) and clears c.KeyID. A plaintext
-// call (KeyID empty) is left as it is. When the keyring lacks the call's key, the error
-// wraps ErrUnknownKey and names the key id. On error c is unchanged.
+// copy, as SealCall) and clears c.KeyID. A plaintext call (KeyID empty) is left as it
+// is. When the keyring lacks the call's key, the error wraps ErrUnknownKey and names
+// the key id. On error c is unchanged.
 func (k *Keyring) OpenCall(c *store.Call) error {
 	if c.KeyID == "" {
 		return nil

@@ -64,14 +64,13 @@ type Call struct {
 	Simulated bool
 
 	// Redactions counts what redaction replaced in Request, Response and
-	// Second.Response, by placeholder
-	// type ("EMAIL": 2); never the values. Nil when nothing was replaced (or redaction
+	// Second.Response, by placeholder type ("EMAIL": 2); never the values. Nil when nothing was replaced (or redaction
 	// was off); stores return an empty map as nil.
 	Redactions map[string]int
 
 	// KeyID is the id of the encryption key that sealed Request, Response and
-	// Second.Response (see package seal); empty means they are plaintext JSON. Stores keep the payloads as
-	// the bytes given, so a sealed payload comes back sealed.
+	// Second.Response (see package seal); empty means they are plaintext JSON. Stores
+	// keep the payloads as the bytes given, so a sealed payload comes back sealed.
 	KeyID string
 
 	// Source says where the call came from: "" for a call recorded by the gateway, or
