@@ -178,12 +178,12 @@ func (g *Gateway) serveCandidate(w http.ResponseWriter, r *http.Request, x *exch
 		if ctx.Err() != nil {
 			return g.upstreamError(ctx, err)
 		}
-		return g.escalate(w, r, x, ref, d, g.rejected(cand, started, nil, err), store.GuardUnanswered)
+		return g.escalate(w, r, x, ref, d, g.rejected(cand, started, nil, nil, err), store.GuardUnanswered)
 	}
 	if u.first != nil && isErrorEvent(u.first.Data) {
 		// An error reported as the stream's first event: nothing has reached the client.
 		u.body.Close()
-		return g.escalate(w, r, x, ref, d, g.rejected(cand, started, nil, errors.New("the stream reported an error")), store.GuardUnanswered)
+		return g.escalate(w, r, x, ref, d, g.rejected(cand, started, nil, bytes.Clone(u.first.Data), errors.New("the stream reported an error")), store.GuardUnanswered)
 	}
 	if u.first != nil && !greq.HoldStream() {
 		// Free text: the candidate's stream goes through as it comes; it was checked
@@ -200,7 +200,7 @@ func (g *Gateway) serveCandidate(w http.ResponseWriter, r *http.Request, x *exch
 		held, cc, herr := holdStream(u)
 		u.body.Close()
 		if herr != nil {
-			return g.escalate(w, r, x, ref, d, g.rejected(cand, started, cc, herr), store.GuardUnanswered)
+			return g.escalate(w, r, x, ref, d, g.rejected(cand, started, cc, marshalAnswer(cc), herr), store.GuardUnanswered)
 		}
 		u.sse, u.first, ans = held, &held.events[0], cc
 		held.i = 1
@@ -208,7 +208,7 @@ func (g *Gateway) serveCandidate(w http.ResponseWriter, r *http.Request, x *exch
 		u.body.Close()
 		var cc openai.ChatCompletion
 		if err := json.Unmarshal(u.whole, &cc); err != nil {
-			return g.escalate(w, r, x, ref, d, g.rejected(cand, started, nil, errors.New("the answer is not a chat.completion")), store.GuardUnanswered)
+			return g.escalate(w, r, x, ref, d, g.rejected(cand, started, nil, u.whole, errors.New("the answer is not a chat.completion")), store.GuardUnanswered)
 		}
 		ans = &cc
 	}
@@ -216,7 +216,11 @@ func (g *Gateway) serveCandidate(w http.ResponseWriter, r *http.Request, x *exch
 	if !res.Pass {
 		g.log.Info("candidate answer refused by the guards; escalating", "call", c.ID, "workload", c.WorkloadID,
 			"candidate", cand.Name, "failed", res.String())
-		return g.escalate(w, r, x, ref, d, g.rejected(cand, started, ans, nil), failedChecks(res))
+		body := u.whole
+		if u.first != nil {
+			body = marshalAnswer(ans) // a held stream, reassembled
+		}
+		return g.escalate(w, r, x, ref, d, g.rejected(cand, started, ans, body, nil), failedChecks(res))
 	}
 	g.answeredBy(x, cand, d)
 	c.Guard = store.GuardPass
@@ -272,9 +276,13 @@ func failedChecks(res guard.Result) string {
 }
 
 // rejected describes the candidate's refused (or missing) answer as the call's second
-// answer: what it cost, and why there is none when there is none.
-func (g *Gateway) rejected(cand *backend.Model, started time.Time, ans *openai.ChatCompletion, err error) *store.SecondAnswer {
+// answer: what it cost, its body as received (a held stream reassembled; what came of
+// an answer that was not one), and why there is none when there is none.
+func (g *Gateway) rejected(cand *backend.Model, started time.Time, ans *openai.ChatCompletion, body []byte, err error) *store.SecondAnswer {
 	sa := &store.SecondAnswer{Kind: store.SecondRejected, Model: cand.Name, Latency: g.now().Sub(started)}
+	if len(body) > 0 {
+		sa.Response = body
+	}
 	if ans != nil {
 		sa.Status = http.StatusOK
 		sa.Simulated = ans.Simulated
@@ -291,6 +299,18 @@ func (g *Gateway) rejected(cand *backend.Model, started time.Time, ans *openai.C
 		}
 	}
 	return sa
+}
+
+// marshalAnswer is a reassembled answer as JSON for the record; nil for none.
+func marshalAnswer(cc *openai.ChatCompletion) []byte {
+	if cc == nil {
+		return nil
+	}
+	b, err := json.Marshal(cc)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 func cachedOf(u *openai.Usage) int {

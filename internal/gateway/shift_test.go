@@ -331,7 +331,15 @@ func TestServeEscalatesMalformedToolCalls(t *testing.T) {
 		}
 		s := c.Second
 		if s == nil || s.Kind != store.SecondRejected || s.Model != "small" || s.Status != 200 || s.CostUSD <= 0 {
-			t.Errorf("call %s: rejected answer %+v", c.ID, s)
+			t.Fatalf("call %s: rejected answer %+v", c.ID, s)
+		}
+		// The refused answer is kept, whole (a held stream reassembled), to show why.
+		var refused openai.ChatCompletion
+		if err := json.Unmarshal(s.Response, &refused); err != nil || len(refused.Choices) == 0 {
+			t.Errorf("call %s: refused answer's body %q is not a chat.completion: %v", c.ID, s.Response, err)
+		} else if tc := refused.Choices[0].Message.ToolCalls; len(tc) == 0 ||
+			(tc[0].Function.Name != "drop_tables" && tc[0].Function.Arguments != `{"city": "Par`) {
+			t.Errorf("call %s: refused answer's body %s is not the candidate's bad call", c.ID, s.Response)
 		}
 		checkUsageRecorded(t, withRoute(c, store.RouteReference)) // the reference's tokens and cost
 		if c.ReferenceCostUSD != c.CostUSD || !near(c.SavingsUSD(), -s.CostUSD) {
@@ -485,6 +493,13 @@ func TestCandidateFailuresEscalateBeforeAnyByte(t *testing.T) {
 			}
 			if strings.Contains(c.Second.Error, "boom") {
 				t.Errorf("the upstream's error body reached the record: %q", c.Second.Error)
+			}
+			// What came instead of an answer is kept as the refused answer's body (a
+			// payload: redacted and sealed like the others), for the operator to see.
+			wantBody := map[string]string{"500": "", "not a completion": `{"hello":`,
+				"error event first": `{"error":{"message":"overloaded","type":"server_error"}}`}
+			if wb, ok := wantBody[name]; ok && string(c.Second.Response) != wb {
+				t.Errorf("refused answer's body %q, want %q", c.Second.Response, wb)
 			}
 		})
 	}

@@ -28,6 +28,7 @@ type answers struct {
 	SecondModel, SecondRole string
 	Second                  *store.SecondAnswer
 	SecondResponse          string // indented, as Response
+	Refused                 string // the guard checks that refused the candidate's answer
 }
 
 // newAnswers returns the answers of c, or nil when it has no second answer's body.
@@ -44,6 +45,10 @@ func newAnswers(c *store.Call) *answers {
 	case store.SecondVerify:
 		a.ClientRole, a.SecondRole = "candidate", "reference"
 		a.SecondTitle = "Verification answer, asked after the client had its answer"
+	case store.SecondRejected:
+		a.ClientRole, a.SecondRole = "reference", "candidate"
+		a.SecondTitle = "Candidate's answer, refused"
+		a.Refused = c.Guard
 	default:
 		a.SecondTitle = "Second answer (" + s.Kind + "), not sent"
 	}

@@ -331,15 +331,37 @@ func TestCallPageShowsBothAnswersSideBySide(t *testing.T) {
 			}
 		}
 	}
+	// A refused candidate answer with its body: the reference's answer beside the
+	// refused one, and which guard checks refused it.
+	refused := store.Call{ID: "01JX0000000000000000000REF", StartedAt: t0.Add(-2 * time.Minute), RequestedModel: "gpt-4o",
+		ServedModel: "gpt-4o", Route: store.RouteEscalated, Status: 200, Mode: store.ModeServe, PolicyVersion: 2,
+		Candidate: "qwen2.5-7b", Guard: "tool_known",
+		Request:  []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"weather?"}]}`),
+		Response: []byte(`{"choices":[{"message":{"role":"assistant","content":"Sunny, from the reference"}}]}`),
+		Second: &store.SecondAnswer{Kind: store.SecondRejected, Model: "qwen2.5-7b", Status: 200,
+			Response: []byte(`{"choices":[{"message":{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"drop_tables","arguments":"{}"}}]}}]}`)}}
+	if err := e.db.InsertCalls(context.Background(), []store.Call{refused}); err != nil {
+		t.Fatal(err)
+	}
+	page := b.ok("/ui/calls/" + refused.ID)
+	if got := textOf(t, page, "second-refused"); got != "tool_known" {
+		t.Errorf("refused call: failed checks %q, want tool_known", got)
+	}
+	if !strings.Contains(textOf(t, page, "call-second-response"), "drop_tables") ||
+		!strings.Contains(textOf(t, page, "call-response"), "Sunny, from the reference") ||
+		testid(t, page, "second-kind") != store.SecondRejected || textOf(t, page, "second-model") != "qwen2.5-7b" {
+		t.Errorf("refused call: the two answers are not shown as they should be:\n%s", page)
+	}
+
 	// A second answer without a body (a refused candidate's) leaves the response alone.
-	page := b.ok("/ui/calls/" + seedCalls()[20].ID)
+	page = b.ok("/ui/calls/" + seedCalls()[20].ID)
 	if strings.Contains(page, `data-testid="call-answers"`) || strings.Contains(page, `data-testid="call-second-response"`) ||
 		!strings.Contains(page, `<pre data-testid="call-response"`) {
 		t.Errorf("a call whose second answer has no body shows the answers section:\n%s", page)
 	}
 	// Every view is audited, as any call page.
-	if n := len(mustAudit(t, e)); n != 3 {
-		t.Errorf("%d read_payload entries; want 3, one per view", n)
+	if n := len(mustAudit(t, e)); n != 4 {
+		t.Errorf("%d read_payload entries; want 4, one per view", n)
 	}
 }
 
