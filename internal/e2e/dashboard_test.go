@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -287,6 +288,38 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	shoot(ctx, t, shots, "call")
+
+	// A shadowed call and a refused candidate answer: the two answers side by side.
+	recent, err := st.ListCalls(context.Background(), store.Filter{WorkloadID: shifted.Workload, WithPayloads: true, Limit: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{store.SecondShadow, store.SecondRejected} {
+		i := slices.IndexFunc(recent, func(c store.Call) bool {
+			return c.Second != nil && c.Second.Kind == kind && len(c.Second.Response) > 0 && c.Guard != store.GuardUnanswered
+		})
+		if i < 0 {
+			t.Errorf("the demo recorded no %s answer with a body", kind)
+			continue
+		}
+		c := recent[i]
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/calls/"+c.ID),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid="call-second-response"]`))); err != nil {
+			t.Fatal(err)
+		}
+		shoot(ctx, t, shots, "call-"+kind)
+		if got := value(ctx, t, "second-kind"); got != kind {
+			t.Errorf("call %s: second answer kind %q, want %q", c.ID, got, kind)
+		}
+		model, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid="second-model"]`)))
+		if err != nil || model != c.Second.Model {
+			t.Errorf("call %s: second answer's model %q (%v), want %q", c.ID, model, err, c.Second.Model)
+		}
+		body, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid="call-second-response"]`)))
+		if err != nil || !strings.Contains(body, `"choices"`) {
+			t.Errorf("call %s: the second answer shown is not a completion: %.200q (%v)", c.ID, body, err)
+		}
+	}
 
 	// Models.
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/ui/models?period=30d"),
