@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/downshift-dev/downshift/internal/store"
 )
 
 // monitorMetrics are the Monitor's Prometheus series. Their workload label only ever
@@ -75,9 +77,16 @@ func (c *windowCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.size
 }
 
+// Collect reports the windows of the workloads whose current policy they belong to: a
+// workload whose policy is now observe, or whose policy moved on to a version without
+// results yet, has no gauges (its old window would read as current).
 func (c *windowCollector) Collect(ch chan<- prometheus.Metric) {
+	rules := c.m.policies.Snapshot().rules
 	c.m.watches.Range(func(_, v any) bool {
 		s := v.(*watch).status()
+		if r := rules[s.Workload]; r == nil || r.p.Mode == store.ModeObserve || r.p.Version != s.Version {
+			return true
+		}
 		ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.AgreementResults), s.Workload, "agreement")
 		ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(s.GuardResults), s.Workload, "guard")
 		if s.AgreementResults > 0 {

@@ -550,6 +550,53 @@ func TestMonitorExportsItsWindows(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
 		}
 	}
+
+	// Back to observe: the workload is no longer shifted, and its window is not shown.
+	back := pol("w", store.ModeObserve)
+	back.Version = 0
+	save(t, g.db, back)
+	refresh(t, g.r)
+	if n := g.series(t, "w"); n != 0 {
+		t.Errorf("%d policy-monitor series for a workload in observe, want none", n)
+	}
+	// Shifted again (version 3): nothing until a result of version 3 comes in.
+	again := thresholds(pol("w", store.ModeCanary))
+	again.Version = 0
+	save(t, g.db, again)
+	refresh(t, g.r)
+	if n := g.series(t, "w"); n != 0 {
+		t.Errorf("%d policy-monitor series from an older version's window, want none", n)
+	}
+	g.m.ObserveAgreement("w", 3, 0.6, true)
+	if got := g.metric(t, "downshift_policy_agreement", map[string]string{"workload": "w"}); got < 0.6-1e-9 || got > 0.6+1e-9 {
+		t.Errorf("agreement under version 3 = %v, want 0.6", got)
+	}
+}
+
+// series counts the window gauges (downshift_policy_agreement, _guard_pass_ratio,
+// _window_results) exported for workload.
+func (g *rig) series(t *testing.T, workload string) int {
+	t.Helper()
+	fams, err := g.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range fams {
+		switch f.GetName() {
+		case "downshift_policy_agreement", "downshift_policy_guard_pass_ratio", "downshift_policy_window_results":
+		default:
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "workload" && l.GetValue() == workload {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 func TestNewMonitorNeedsPoliciesAndStep(t *testing.T) {
