@@ -25,10 +25,6 @@ func KeepIDs(res *Result, previous map[string]string) int {
 	if len(previous) == 0 {
 		return 0
 	}
-	byID := map[string][]string{} // workload ID -> its calls, from the assignments
-	for call, id := range res.Assignments {
-		byID[id] = append(byID[id], call)
-	}
 	prevTotal := map[string]int{} // earlier workload -> its calls in this analysis
 	for call := range res.Assignments {
 		if p := previous[call]; p != "" {
@@ -49,7 +45,7 @@ func KeepIDs(res *Result, previous map[string]string) int {
 		}
 		counts := map[string]int{}
 		known := 0
-		for _, call := range byID[w.ID] {
+		for _, call := range w.CallIDs {
 			if p := previous[call]; p != "" {
 				counts[p]++
 				known++
