@@ -82,7 +82,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			closeBody(req)
 			return nil, err
 		}
-		resp, err, wrote := t.exchange(ctx, c, req)
+		resp, wrote, err := t.exchange(ctx, c, req)
 		if err == nil {
 			return resp, nil
 		}
@@ -103,23 +103,23 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // exchange writes req on c and reads the response headers. wrote says whether the
 // whole request was handed to the connection, after which it must not be resent.
-func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request) (resp *http.Response, err error, wrote bool) {
+func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request) (resp *http.Response, wrote bool, err error) {
 	var canceled atomic.Bool
 	stop := context.AfterFunc(ctx, func() {
-		// The flag first, then the deadline: see clearReadDeadline.
+		// The flag first, then the deadline: see where the header deadline is cleared.
 		canceled.Store(true)
 		_ = c.nc.SetDeadline(time.Unix(1, 0))
 	})
-	fail := func(err error) (*http.Response, error, bool) {
+	fail := func(err error) (*http.Response, bool, error) {
 		stop()
 		_ = c.nc.Close()
 		if canceled.Load() {
 			if cerr := ctx.Err(); cerr != nil {
-				return nil, cerr, wrote
+				return nil, wrote, cerr
 			}
-			return nil, errRequestCanceled, wrote
+			return nil, wrote, errRequestCanceled
 		}
-		return nil, err, wrote
+		return nil, wrote, err
 	}
 	werr := req.Write(c.bw)
 	if werr == nil {
@@ -128,7 +128,7 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 	if werr != nil {
 		if resp := t.earlyAnswer(c, req); resp != nil {
 			stop()
-			return resp, nil, true
+			return resp, true, nil
 		}
 		return fail(werr)
 	}
@@ -162,7 +162,7 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 		b.eof.Store(true)
 	}
 	resp.Body = b
-	return resp, nil, true
+	return resp, true, nil
 }
 
 // earlyWait is how long a failed write waits for an answer the server sent before
